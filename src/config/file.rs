@@ -1,0 +1,96 @@
+//! The config file as written: serde structs that mirror the YAML, with unknown keys refused.
+//!
+//! Nothing here is checked beyond YAML types; [`super::model`] turns these into the typed,
+//! validated model and documents every default.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Vec<String>,
+    #[serde(default)]
+    pub server: FileServer,
+    #[serde(default)]
+    pub telemetry: FileTelemetry,
+    #[serde(default)]
+    pub routes: Vec<FileRoute>,
+    #[serde(default)]
+    pub upstreams: BTreeMap<String, FileUpstream>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileServer {
+    pub threads: Option<usize>,
+    pub grace_period: Option<String>,
+    pub shutdown_timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileTelemetry {
+    pub service_name: Option<String>,
+    #[serde(default)]
+    pub exporter: FileExporter,
+    #[serde(default)]
+    pub batch: FileBatch,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileExporter {
+    pub protocol: Option<String>,
+    pub endpoint: Option<String>,
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileBatch {
+    pub max_queue_size: Option<usize>,
+    pub max_export_batch_size: Option<usize>,
+    pub scheduled_delay: Option<String>,
+    pub export_timeout: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileRoute {
+    pub name: String,
+    #[serde(rename = "match", default)]
+    pub match_: FileMatch,
+    pub upstream: Option<String>,
+    pub strip_prefix: Option<String>,
+    pub respond: Option<FileRespond>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileMatch {
+    pub host: Option<String>,
+    pub path_prefix: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileRespond {
+    #[serde(default = "default_respond_status")]
+    pub status: u16,
+    #[serde(default)]
+    pub body: String,
+}
+
+fn default_respond_status() -> u16 {
+    200
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileUpstream {
+    pub backends: Vec<String>,
+    pub connect_timeout: Option<String>,
+    pub read_timeout: Option<String>,
+    pub write_timeout: Option<String>,
+}

@@ -1,0 +1,16 @@
+//! tracegate: an edge reverse proxy on Pingora that starts the distributed trace.
+//!
+//! - [`config`]: the YAML file, `OTEL_*` overrides and the checked model.
+//! - [`routing`]: the pure router (request head in, route out).
+//! - [`upstream`]: upstream pools and backend choice.
+//! - [`trace`]: the tracing plugin (W3C Trace Context, spans, OTLP pipeline), usable from any
+//!   Pingora `ProxyHttp`.
+//! - [`proxy`]: tracegate's `ProxyHttp` implementation.
+//! - [`app`]: assembling and running the server.
+
+pub mod app;
+pub mod config;
+pub mod proxy;
+pub mod routing;
+pub mod trace;
+pub mod upstream;

@@ -1,0 +1,345 @@
+//! The `ProxyHttp` implementation: tracegate's request path on Pingora.
+//!
+//! Each phase method only delegates: routing to [`crate::routing`], backend choice to
+//! [`crate::upstream`], tracing to [`crate::trace::hooks`]. Phases run in this order for a
+//! proxied request: `early_request_filter` → `request_filter` → `upstream_peer` →
+//! `connected_to_upstream` → `upstream_request_filter` → `upstream_response_filter` →
+//! `upstream_response_body_filter`… → `logging`. On failure `fail_to_connect` or
+//! `error_while_proxy`, then `fail_to_proxy`, and `logging` still runs last.
+
+use crate::config::Config;
+use crate::routing::{strip_path_prefix, RouteAction, Router};
+use crate::trace::{hooks, RequestTrace, Tracer};
+use crate::upstream::UpstreamPool;
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::HttpPeer;
+use pingora::protocols::Digest;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::{Error, ErrorSource, ErrorType, Result};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// The proxy: routes, upstream pools and the tracer. Shared by all worker threads.
+pub struct TracegateProxy {
+    router: Router,
+    upstreams: Vec<UpstreamPool>,
+    tracer: Tracer,
+}
+
+/// Per-request state carried between phases.
+#[derive(Default)]
+pub struct RequestCtx {
+    trace: Option<RequestTrace>,
+    /// Index of the matched route in the router.
+    route: Option<usize>,
+    /// Index of the first backend chosen (retries move on from it).
+    first_backend: Option<usize>,
+    /// The backend of the current attempt.
+    backend: Option<SocketAddr>,
+}
+
+impl TracegateProxy {
+    pub fn new(config: &Config, tracer: Tracer) -> Self {
+        let upstreams = config
+            .upstreams
+            .iter()
+            .map(|u| UpstreamPool::new(&u.name, u.backends.clone(), u.timeouts))
+            .collect();
+        TracegateProxy {
+            router: config.router.clone(),
+            upstreams,
+            tracer,
+        }
+    }
+
+    fn proxy_target(&self, ctx: &RequestCtx) -> Option<(&UpstreamPool, Option<&str>)> {
+        let route = &self.router.routes()[ctx.route?];
+        match &route.action {
+            RouteAction::Proxy {
+                upstream,
+                strip_prefix,
+            } => Some((&self.upstreams[*upstream], strip_prefix.as_deref())),
+            RouteAction::Respond { .. } => None,
+        }
+    }
+}
+
+/// Writes a complete response with a plain-text body.
+async fn respond(session: &mut Session, status: u16, body: Bytes) -> Result<()> {
+    let mut resp = ResponseHeader::build(status, Some(3))?;
+    resp.insert_header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
+    resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
+    let head_only = session.req_header().method == http::Method::HEAD;
+    session
+        .write_response_header(Box::new(resp), head_only || body.is_empty())
+        .await?;
+    if !head_only && !body.is_empty() {
+        session.write_response_body(Some(body), true).await?;
+    }
+    Ok(())
+}
+
+fn request_host(session: &Session) -> Option<&str> {
+    let req = session.req_header();
+    req.headers
+        .get(http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| req.uri.authority().map(|a| a.as_str()))
+}
+
+#[async_trait]
+impl ProxyHttp for TracegateProxy {
+    type CTX = RequestCtx;
+
+    /// Runs once per request, before any phase: an empty context.
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx::default()
+    }
+
+    /// Runs first, right after the request head is read: starts the request's trace (continuing
+    /// a valid incoming `traceparent`), so everything after it is inside the SERVER span.
+    async fn early_request_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        ctx.trace = Some(hooks::start(session));
+        Ok(())
+    }
+
+    /// Routes the request. No route: 404. A `respond` route answers here. Returns `true` when
+    /// the response has been written and proxying stops.
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let path = session.req_header().uri.path();
+        let Some(i) = self.router.find(request_host(session), path) else {
+            respond(
+                session,
+                404,
+                Bytes::from_static(b"404 Not Found: no route matches this request\n"),
+            )
+            .await?;
+            return Ok(true);
+        };
+        let route = &self.router.routes()[i];
+        ctx.route = Some(i);
+        if let Some(t) = &mut ctx.trace {
+            t.set_route(route.name.clone());
+        }
+        match &route.action {
+            RouteAction::Respond { status, body } => {
+                respond(session, *status, body.clone()).await?;
+                Ok(true)
+            }
+            RouteAction::Proxy { .. } => Ok(false),
+        }
+    }
+
+    /// Runs for each upstream attempt (again on a retry): picks the backend round robin (a
+    /// retry takes the next one) and opens the attempt's CLIENT span.
+    async fn upstream_peer(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        let Some((pool, strip)) = self.proxy_target(ctx) else {
+            return Error::e_explain(
+                ErrorType::InternalError,
+                "upstream_peer without a proxy route",
+            );
+        };
+        let attempt = ctx.trace.as_ref().map_or(0, |t| t.attempts()) as usize;
+        let idx = match ctx.first_backend {
+            Some(first) => pool.after(first, attempt),
+            None => {
+                let i = pool.pick();
+                ctx.first_backend = Some(i);
+                i
+            }
+        };
+        let backend = pool.backends[idx];
+        ctx.backend = Some(backend);
+        if let Some(t) = &mut ctx.trace {
+            let path = session.req_header().uri.path();
+            let sent = strip.map_or_else(|| path.to_owned(), |p| strip_path_prefix(path, p));
+            t.begin_attempt(&self.tracer, pool.name.clone(), backend, &sent);
+        }
+        let mut peer = HttpPeer::new(backend, false, String::new());
+        peer.options.connection_timeout = Some(pool.timeouts.connect);
+        peer.options.read_timeout = Some(pool.timeouts.read);
+        peer.options.write_timeout = Some(pool.timeouts.write);
+        Ok(Box::new(peer))
+    }
+
+    /// Runs when a connection to the backend is ready (new or from the keep-alive pool).
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        reused: bool,
+        _peer: &HttpPeer,
+        #[cfg(unix)] _fd: std::os::unix::io::RawFd,
+        #[cfg(windows)] _sock: std::os::windows::io::RawSocket,
+        digest: Option<&Digest>,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some(t) = &mut ctx.trace {
+            hooks::connected(t, reused, digest);
+        }
+        Ok(())
+    }
+
+    /// Runs before the request head goes upstream: applies `strip_prefix` and sets
+    /// `traceparent`/`tracestate` for this attempt.
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some((_, Some(prefix))) = self.proxy_target(ctx) {
+            let pq = upstream_request
+                .uri
+                .path_and_query()
+                .map_or("/", |p| p.as_str());
+            let uri = strip_path_prefix(pq, prefix)
+                .parse()
+                .map_err(|e| Error::because(ErrorType::InternalError, "strip_prefix", e))?;
+            upstream_request.set_uri(uri);
+        }
+        if let Some(t) = &ctx.trace {
+            hooks::inject(t, upstream_request)?;
+        }
+        Ok(())
+    }
+
+    /// Runs when the upstream response head arrives: time to first byte and status.
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some(t) = &mut ctx.trace {
+            hooks::upstream_response(t, upstream_response);
+        }
+        Ok(())
+    }
+
+    /// Runs for each chunk of the upstream body; the last one ends the CLIENT span's timing.
+    fn upstream_response_body_filter(
+        &self,
+        _session: &mut Session,
+        _body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<Duration>> {
+        if let Some(t) = &mut ctx.trace {
+            hooks::upstream_body(t, end_of_stream);
+        }
+        Ok(None)
+    }
+
+    /// Runs when connecting to the backend failed. The attempt is recorded as failed; the
+    /// request is retried on the next backend of the pool until each has been tried once
+    /// (nothing was sent yet, so this is safe for any method, as nginx `proxy_next_upstream`).
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        let backends = self.proxy_target(ctx).map_or(1, |(p, _)| p.backends.len());
+        if let Some(t) = &mut ctx.trace {
+            hooks::attempt_error(t, &e);
+            e.set_retry((t.attempts() as usize) < backends);
+        }
+        e
+    }
+
+    /// Runs on an error after the connection was made. Records the failed attempt and keeps
+    /// Pingora's default retry policy (only idempotent requests, only on a reused connection).
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        if let Some(t) = &mut ctx.trace {
+            hooks::attempt_error(t, &e);
+        }
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated()
+        {
+            e.set_retry(false);
+        } else {
+            e.retry.decide_reuse(client_reused);
+        }
+        e
+    }
+
+    /// Runs when the request failed for good: answers 504 for upstream timeouts, 502 for other
+    /// upstream failures, and Pingora's defaults otherwise.
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        _ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        let code = match (e.etype(), e.esource()) {
+            (ErrorType::HTTPStatus(code), _) => *code,
+            (_, ErrorSource::Upstream) if hooks::is_timeout(e) => 504,
+            (_, ErrorSource::Upstream) => 502,
+            (
+                ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed,
+                ErrorSource::Downstream,
+            ) => 0,
+            (_, ErrorSource::Downstream) => 400,
+            _ => 500,
+        };
+        if code > 0 {
+            if let Err(err) = session.respond_error(code).await {
+                log::debug!("cannot send the error response downstream: {err}");
+            }
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    /// Runs last for every request, after the response was written or the request failed:
+    /// logs one line for an upstream failure and ends the request's spans.
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        let Some(trace) = ctx.trace.take() else {
+            return;
+        };
+        if let Some(e) = e.filter(|e| e.esource() == &ErrorSource::Upstream) {
+            let req = session.req_header();
+            let status = session.response_written().map_or(0, |r| r.status.as_u16());
+            let route = ctx.route.map_or("-", |i| &*self.router.routes()[i].name);
+            let backend = ctx
+                .backend
+                .map_or_else(|| "-".to_owned(), |b| b.to_string());
+            log::error!(
+                "upstream failed: {status} {} {} route={route} backend={backend} error={} attempts={} trace_id={}: {}",
+                req.method,
+                req.uri.path(),
+                hooks::error_type(e),
+                trace.attempts(),
+                trace.trace_id(),
+                e,
+            );
+        }
+        hooks::finish(trace, &self.tracer, session, e);
+    }
+
+    /// Pingora's own error line is replaced by the one `logging` writes for upstream failures
+    /// (which carries the route, backend and trace id).
+    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, error: &Error) -> bool {
+        error.esource() == &ErrorSource::Upstream
+    }
+}

@@ -1,0 +1,135 @@
+//! The tracing plugin's Pingora adapter: one function per `ProxyHttp` phase.
+//!
+//! Any Pingora proxy can trace its requests by keeping a [`RequestTrace`] in its `CTX` and
+//! calling these from the matching phases (see `examples/embed.rs`):
+//!
+//! | phase                           | call                     |
+//! |---------------------------------|--------------------------|
+//! | `early_request_filter`          | [`start`]                |
+//! | `upstream_peer`                 | [`RequestTrace::begin_attempt`] |
+//! | `connected_to_upstream`         | [`connected`]            |
+//! | `upstream_request_filter`       | [`inject`]               |
+//! | `upstream_response_filter`      | [`upstream_response`]    |
+//! | `upstream_response_body_filter` | [`upstream_body`]        |
+//! | `fail_to_connect`, `error_while_proxy` | [`attempt_error`] |
+//! | `logging`                       | [`finish`]               |
+
+use super::request::{RequestInfo, RequestTrace, Tracer, TRACEPARENT, TRACESTATE};
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::protocols::Digest;
+use pingora::proxy::Session;
+use pingora::{Error, ErrorSource, ErrorType};
+use std::borrow::Cow;
+
+/// Starts the request's trace from the downstream request head. Call it in
+/// `early_request_filter`, the first phase after the request head has been read.
+pub fn start(session: &Session) -> RequestTrace {
+    let req = session.req_header();
+    RequestTrace::start(&RequestInfo {
+        method: &req.method,
+        uri: &req.uri,
+        version: req.version,
+        headers: &req.headers,
+        scheme: "http",
+        client_addr: session.client_addr().and_then(|a| a.as_inet()).copied(),
+        local_port: session
+            .server_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.port()),
+    })
+}
+
+/// Records that the attempt has a connection; a new one's TCP connect time comes from the
+/// connection digest (`timing_digest[0]`, the transport layer).
+pub fn connected(trace: &mut RequestTrace, reused: bool, digest: Option<&Digest>) {
+    let connect = digest
+        .and_then(|d| d.timing_digest.first())
+        .and_then(|t| t.as_ref())
+        .and_then(|t| t.establishment_duration);
+    trace.attempt_connected(reused, connect);
+}
+
+/// Sets `traceparent` (and `tracestate`) on the request going upstream, replacing what the
+/// client sent. Uses `insert_header` so Pingora's header-case map stays consistent.
+pub fn inject(trace: &RequestTrace, upstream_request: &mut RequestHeader) -> pingora::Result<()> {
+    upstream_request.remove_header(&TRACESTATE);
+    let tp = trace.upstream_traceparent();
+    upstream_request.insert_header(TRACEPARENT.clone(), &tp[..])?;
+    if let Some(ts) = trace.upstream_tracestate() {
+        upstream_request.insert_header(TRACESTATE.clone(), ts)?;
+    }
+    Ok(())
+}
+
+/// Records the upstream response header (time to first byte, status).
+pub fn upstream_response(trace: &mut RequestTrace, resp: &ResponseHeader) {
+    trace.attempt_response(resp.status.as_u16());
+}
+
+/// Records the end of the upstream response body.
+pub fn upstream_body(trace: &mut RequestTrace, end_of_stream: bool) {
+    if end_of_stream {
+        trace.attempt_done();
+    }
+}
+
+/// Records a failed upstream attempt.
+pub fn attempt_error(trace: &mut RequestTrace, e: &Error) {
+    trace.attempt_failed(Cow::Borrowed(error_type(e)), e.to_string());
+}
+
+/// Ends the request's spans. `e` is the error Pingora passes to `logging`, if any.
+pub fn finish(trace: RequestTrace, tracer: &Tracer, session: &Session, e: Option<&Error>) {
+    let mut trace = trace;
+    if let Some(e) = e {
+        if e.esource() == &ErrorSource::Upstream {
+            attempt_error(&mut trace, e);
+        }
+    }
+    let status = session.response_written().map_or(0, |r| r.status.as_u16());
+    let error_type = match e {
+        Some(e) if status == 0 => Some(Cow::Borrowed(error_type(e))),
+        _ => None,
+    };
+    trace.finish(tracer, status, error_type);
+}
+
+/// True when the error is a timeout (the proxy answers 504 for these).
+pub fn is_timeout(e: &Error) -> bool {
+    matches!(
+        e.etype(),
+        ErrorType::ConnectTimedout
+            | ErrorType::ReadTimedout
+            | ErrorType::WriteTimedout
+            | ErrorType::TLSHandshakeTimedout
+    )
+}
+
+/// The `error.type` value for a Pingora error: low-cardinality, stable names.
+pub fn error_type(e: &Error) -> &'static str {
+    match e.etype() {
+        ErrorType::ConnectTimedout
+        | ErrorType::ReadTimedout
+        | ErrorType::WriteTimedout
+        | ErrorType::TLSHandshakeTimedout => "timeout",
+        ErrorType::ConnectRefused => "connection_refused",
+        ErrorType::ConnectNoRoute => "no_route",
+        ErrorType::TLSHandshakeFailure | ErrorType::InvalidCert | ErrorType::HandshakeError => {
+            "tls_error"
+        }
+        ErrorType::ConnectError | ErrorType::BindError | ErrorType::SocketError => "connect_error",
+        ErrorType::ConnectionClosed => match e.esource() {
+            ErrorSource::Downstream => "client_closed",
+            _ => "connection_closed",
+        },
+        ErrorType::ReadError | ErrorType::WriteError => match e.esource() {
+            ErrorSource::Downstream => "client_io_error",
+            _ => "io_error",
+        },
+        ErrorType::InvalidHTTPHeader
+        | ErrorType::H1Error
+        | ErrorType::H2Error
+        | ErrorType::InvalidH2 => "protocol_error",
+        _ => "_OTHER",
+    }
+}

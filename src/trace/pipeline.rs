@@ -1,0 +1,321 @@
+//! The span pipeline: a bounded queue from the request threads to one exporter thread.
+//!
+//! Request threads call [`SpanSink::submit`], which never blocks: when the queue is full the span
+//! is dropped and counted. One exporter thread owns a small tokio runtime (the OTLP gRPC and
+//! HTTP clients need one for as long as they live), batches records, converts them to
+//! `SpanData` and hands each batch to an OpenTelemetry `SpanExporter`. Drops and export failures
+//! are logged at most once per [`LOG_INTERVAL`]. [`Pipeline::shutdown`] drains what is queued
+//! and exports it before the process exits.
+
+use super::span::SpanRecord;
+use opentelemetry::InstrumentationScope;
+use opentelemetry_sdk::trace::SpanExporter;
+use opentelemetry_sdk::Resource;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How often at most a drop or an export failure is logged.
+pub const LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Batching limits, with the meaning of the OpenTelemetry `OTEL_BSP_*` variables.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PipelineSettings {
+    /// Spans that may wait in the queue; more are dropped (`OTEL_BSP_MAX_QUEUE_SIZE`).
+    pub max_queue_size: usize,
+    /// Spans per export call (`OTEL_BSP_MAX_EXPORT_BATCH_SIZE`).
+    pub max_export_batch_size: usize,
+    /// Longest time a span waits before its batch is exported (`OTEL_BSP_SCHEDULE_DELAY`).
+    pub scheduled_delay: Duration,
+    /// Longest time one export call may take (`OTEL_BSP_EXPORT_TIMEOUT`).
+    pub export_timeout: Duration,
+}
+
+/// Counters of the pipeline, readable at any time.
+#[derive(Debug, Default)]
+pub struct PipelineStats {
+    /// Spans accepted into the queue.
+    pub queued: AtomicU64,
+    /// Spans dropped because the queue was full.
+    pub dropped_queue_full: AtomicU64,
+    /// Spans the exporter accepted.
+    pub exported: AtomicU64,
+    /// Spans lost because an export call failed or timed out.
+    pub export_failed: AtomicU64,
+}
+
+enum Msg {
+    Span(Box<SpanRecord>),
+    Shutdown,
+}
+
+/// The request threads' end of the pipeline. Cheap to clone.
+#[derive(Clone)]
+pub struct SpanSink {
+    tx: SyncSender<Msg>,
+    stats: Arc<PipelineStats>,
+}
+
+impl std::fmt::Debug for SpanSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SpanSink")
+            .field("stats", &self.stats)
+            .finish()
+    }
+}
+
+impl SpanSink {
+    /// Queues a finished span. Never blocks; a full or closed queue drops the span and counts it.
+    pub fn submit(&self, record: SpanRecord) {
+        match self.tx.try_send(Msg::Span(Box::new(record))) {
+            Ok(()) => {
+                self.stats.queued.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.stats
+                    .dropped_queue_full
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// The pipeline's counters.
+    pub fn stats(&self) -> &Arc<PipelineStats> {
+        &self.stats
+    }
+}
+
+/// A running pipeline: the exporter thread and the handle to stop it.
+pub struct Pipeline {
+    sink: SpanSink,
+    stopping: Arc<AtomicBool>,
+    done: Receiver<()>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Pipeline {
+    /// Starts the exporter thread. `make_exporter` runs on that thread, inside its runtime (the
+    /// tonic client must be built there); its error is returned here, so a bad exporter setting
+    /// fails start-up instead of losing every span later.
+    pub fn start<E, F>(
+        make_exporter: F,
+        resource: Resource,
+        scope: InstrumentationScope,
+        settings: PipelineSettings,
+    ) -> Result<Pipeline, String>
+    where
+        E: SpanExporter + 'static,
+        F: FnOnce() -> Result<E, String> + Send + 'static,
+    {
+        let (tx, rx) = mpsc::sync_channel(settings.max_queue_size.max(1));
+        let stats = Arc::new(PipelineStats::default());
+        let stopping = Arc::new(AtomicBool::new(false));
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
+        let (done_tx, done_rx) = mpsc::channel::<()>();
+        let worker = Worker {
+            rx,
+            stats: stats.clone(),
+            stopping: stopping.clone(),
+            settings,
+            scope,
+        };
+        let thread = std::thread::Builder::new()
+            .name("span-exporter".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(format!("cannot start exporter runtime: {e}")));
+                        return;
+                    }
+                };
+                let exporter = {
+                    let _guard = rt.enter();
+                    match make_exporter() {
+                        Ok(mut e) => {
+                            e.set_resource(&resource);
+                            e
+                        }
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                            return;
+                        }
+                    }
+                };
+                let _ = ready_tx.send(Ok(()));
+                worker.run(&rt, exporter);
+                let _ = done_tx.send(());
+            })
+            .map_err(|e| format!("cannot spawn exporter thread: {e}"))?;
+        match ready_rx.recv() {
+            Ok(Ok(())) => Ok(Pipeline {
+                sink: SpanSink { tx, stats },
+                stopping,
+                done: done_rx,
+                thread: Some(thread),
+            }),
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                Err(e)
+            }
+            Err(_) => Err("exporter thread ended during start-up".into()),
+        }
+    }
+
+    /// A sink for request threads.
+    pub fn sink(&self) -> SpanSink {
+        self.sink.clone()
+    }
+
+    /// Exports everything still queued, shuts the exporter down and stops the thread.
+    /// Returns false when that did not finish within `timeout` (the rest is abandoned).
+    pub fn shutdown(mut self, timeout: Duration) -> bool {
+        self.stopping.store(true, Ordering::SeqCst);
+        // Wake the thread if it is waiting; if the queue is full it is busy and sees the flag.
+        let _ = self.sink.tx.try_send(Msg::Shutdown);
+        let finished = self.done.recv_timeout(timeout).is_ok();
+        if finished {
+            if let Some(t) = self.thread.take() {
+                let _ = t.join();
+            }
+        }
+        finished
+    }
+}
+
+struct Worker {
+    rx: Receiver<Msg>,
+    stats: Arc<PipelineStats>,
+    stopping: Arc<AtomicBool>,
+    settings: PipelineSettings,
+    scope: InstrumentationScope,
+}
+
+impl Worker {
+    fn run<E: SpanExporter>(self, rt: &tokio::runtime::Runtime, exporter: E) {
+        let max_batch = self.settings.max_export_batch_size.max(1);
+        let mut batch: Vec<SpanRecord> = Vec::with_capacity(max_batch);
+        let mut deadline = Instant::now() + self.settings.scheduled_delay;
+        let mut reporter = Reporter::default();
+        loop {
+            if self.stopping.load(Ordering::Relaxed) {
+                break;
+            }
+            let wait = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(wait) {
+                Ok(Msg::Span(r)) => {
+                    batch.push(*r);
+                    if batch.len() >= max_batch {
+                        self.export(rt, &exporter, &mut batch);
+                        deadline = Instant::now() + self.settings.scheduled_delay;
+                    }
+                }
+                Ok(Msg::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => {
+                    if !batch.is_empty() {
+                        self.export(rt, &exporter, &mut batch);
+                    }
+                    deadline = Instant::now() + self.settings.scheduled_delay;
+                }
+            }
+            reporter.report(&self.stats);
+        }
+        // Drain: everything queued before shutdown is exported.
+        while let Ok(msg) = self.rx.try_recv() {
+            if let Msg::Span(r) = msg {
+                batch.push(*r);
+                if batch.len() >= max_batch {
+                    self.export(rt, &exporter, &mut batch);
+                }
+            }
+        }
+        if !batch.is_empty() {
+            self.export(rt, &exporter, &mut batch);
+        }
+        reporter.force_report(&self.stats);
+        if let Err(e) = exporter.shutdown_with_timeout(self.settings.export_timeout) {
+            tracing::warn!("span exporter shutdown: {e}");
+        }
+    }
+
+    fn export<E: SpanExporter>(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        exporter: &E,
+        batch: &mut Vec<SpanRecord>,
+    ) {
+        let n = batch.len() as u64;
+        let data: Vec<_> = batch
+            .drain(..)
+            .map(|r| r.into_span_data(&self.scope))
+            .collect();
+        let result = rt.block_on(async {
+            tokio::time::timeout(self.settings.export_timeout, exporter.export(data)).await
+        });
+        match result {
+            Ok(Ok(())) => {
+                self.stats.exported.fetch_add(n, Ordering::Relaxed);
+            }
+            Ok(Err(e)) => {
+                self.stats.export_failed.fetch_add(n, Ordering::Relaxed);
+                throttled_error(format_args!("span export failed: {e}"));
+            }
+            Err(_) => {
+                self.stats.export_failed.fetch_add(n, Ordering::Relaxed);
+                throttled_error(format_args!(
+                    "span export timed out after {:?}",
+                    self.settings.export_timeout
+                ));
+            }
+        }
+    }
+}
+
+/// Logs losses (queue overflow, failed exports) at most once per [`LOG_INTERVAL`].
+#[derive(Default)]
+struct Reporter {
+    last: Option<Instant>,
+    dropped: u64,
+    failed: u64,
+}
+
+impl Reporter {
+    fn report(&mut self, stats: &PipelineStats) {
+        if self.last.is_some_and(|t| t.elapsed() < LOG_INTERVAL) {
+            return;
+        }
+        self.force_report(stats);
+    }
+
+    fn force_report(&mut self, stats: &PipelineStats) {
+        let dropped = stats.dropped_queue_full.load(Ordering::Relaxed);
+        let failed = stats.export_failed.load(Ordering::Relaxed);
+        if dropped > self.dropped || failed > self.failed {
+            tracing::warn!(
+                "spans lost: {} dropped (queue full), {} in failed exports ({} and {} in total)",
+                dropped - self.dropped,
+                failed - self.failed,
+                dropped,
+                failed
+            );
+            self.dropped = dropped;
+            self.failed = failed;
+        }
+        self.last = Some(Instant::now());
+    }
+}
+
+fn throttled_error(msg: std::fmt::Arguments<'_>) {
+    use std::sync::Mutex;
+    static LAST: Mutex<Option<Instant>> = Mutex::new(None);
+    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+    if last.is_none_or(|t| t.elapsed() >= LOG_INTERVAL) {
+        *last = Some(Instant::now());
+        tracing::error!("{msg}");
+    }
+}

@@ -1,0 +1,438 @@
+//! Per-request trace state: which trace a request belongs to, its SERVER span, and one CLIENT
+//! span per upstream attempt.
+//!
+//! Uses only `http` types, so it works in any proxy; [`super::hooks`] wires it to Pingora's
+//! phases. Time is taken from one wall-clock reading at the start plus a monotonic clock, so
+//! span durations never go backwards when the system clock is adjusted.
+
+use super::ids::{new_span_id, new_trace_id};
+use super::pipeline::SpanSink;
+use super::span::{ClientFields, ServerFields, SpanBody, SpanRecord};
+use super::w3c::{
+    format_traceparent, parse_traceparent_lines, parse_tracestate, SpanId, TraceId,
+    TraceParentError, FLAG_RANDOM, FLAG_SAMPLED,
+};
+use http::header::{HOST, USER_AGENT};
+use http::{HeaderMap, HeaderName};
+use std::borrow::Cow;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+/// The `traceparent` header name.
+pub static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+/// The `tracestate` header name.
+pub static TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+
+/// The shared, per-process part of the tracing plugin: where finished spans go.
+#[derive(Clone, Debug, Default)]
+pub struct Tracer {
+    sink: Option<SpanSink>,
+}
+
+impl Tracer {
+    /// A tracer that records spans into `sink`; `None` propagates context but records nothing.
+    pub fn new(sink: Option<SpanSink>) -> Self {
+        Tracer { sink }
+    }
+
+    /// True when spans are recorded.
+    pub fn is_recording(&self) -> bool {
+        self.sink.is_some()
+    }
+
+    fn submit(&self, record: SpanRecord) {
+        if let Some(s) = &self.sink {
+            s.submit(record);
+        }
+    }
+}
+
+/// What the request head says, gathered by the caller from whatever server it runs in.
+pub struct RequestInfo<'a> {
+    pub method: &'a http::Method,
+    pub uri: &'a http::Uri,
+    pub version: http::Version,
+    pub headers: &'a HeaderMap,
+    /// `http` or `https`.
+    pub scheme: &'static str,
+    pub client_addr: Option<SocketAddr>,
+    /// The local port the request arrived on (`server.port` when the Host header has none).
+    pub local_port: Option<u16>,
+}
+
+/// The trace state of one request. Create it with [`RequestTrace::start`] as soon as the
+/// request head is read; call [`RequestTrace::finish`] once the response is written.
+#[derive(Debug)]
+pub struct RequestTrace {
+    trace_id: TraceId,
+    span_id: SpanId,
+    parent: Option<SpanId>,
+    flags: u8,
+    tracestate: Option<Arc<str>>,
+    /// Why an incoming `traceparent` was refused, if it was.
+    invalid_parent: Option<TraceParentError>,
+    start_wall: SystemTime,
+    start_mono: Instant,
+    server: ServerFields,
+    attempt: Option<Attempt>,
+    attempts: u32,
+}
+
+#[derive(Debug)]
+struct Attempt {
+    span_id: SpanId,
+    start: Instant,
+    fields: ClientFields,
+    connected_at: Option<Instant>,
+    first_byte_at: Option<Instant>,
+    ended_at: Option<Instant>,
+}
+
+impl RequestTrace {
+    /// Starts the trace of a request: continues a valid incoming W3C context, or starts a new
+    /// trace. Sampling is parent-based, always on for new traces (the OpenTelemetry SDK default,
+    /// `parentbased_always_on`): a caller's "not sampled" decision is respected.
+    pub fn start(req: &RequestInfo<'_>) -> RequestTrace {
+        let start_wall = SystemTime::now();
+        let start_mono = Instant::now();
+        let parsed = parse_traceparent_lines(
+            req.headers
+                .get_all(&TRACEPARENT)
+                .iter()
+                .map(|v| v.as_bytes()),
+        );
+        let (trace_id, parent, flags, tracestate, invalid_parent) = match parsed {
+            Ok(Some(tp)) => {
+                // §3.3.1: tracestate is only meaningful with a valid traceparent.
+                let ts = parse_tracestate(
+                    req.headers
+                        .get_all(&TRACESTATE)
+                        .iter()
+                        .map(|v| v.as_bytes()),
+                )
+                .map(|t| Arc::<str>::from(t.as_str()));
+                (tp.trace_id, Some(tp.parent_id), tp.flags, ts, None)
+            }
+            Ok(None) => (new_trace_id(), None, FLAG_SAMPLED | FLAG_RANDOM, None, None),
+            // §4.2: an invalid traceparent restarts the trace and tracestate is discarded.
+            Err(e) => (
+                new_trace_id(),
+                None,
+                FLAG_SAMPLED | FLAG_RANDOM,
+                None,
+                Some(e),
+            ),
+        };
+        let (server_address, host_port) = authority(req);
+        let server = ServerFields {
+            method: req.method.clone(),
+            route: None,
+            path: req.uri.path().to_owned(),
+            scheme: req.scheme,
+            server_address,
+            server_port: host_port.or(req.local_port),
+            client_address: req.client_addr.map(|a| a.ip()),
+            client_port: req.client_addr.map(|a| a.port()),
+            user_agent: req
+                .headers
+                .get(USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            protocol_version: protocol_version(req.version),
+            status: 0,
+            error_type: None,
+        };
+        RequestTrace {
+            trace_id,
+            span_id: new_span_id(),
+            parent,
+            flags,
+            tracestate,
+            invalid_parent,
+            start_wall,
+            start_mono,
+            server,
+            attempt: None,
+            attempts: 0,
+        }
+    }
+
+    /// The trace id of this request.
+    pub fn trace_id(&self) -> TraceId {
+        self.trace_id
+    }
+    /// The SERVER span's id.
+    pub fn span_id(&self) -> SpanId {
+        self.span_id
+    }
+    /// The incoming parent span id, when the trace was continued.
+    pub fn parent_span_id(&self) -> Option<SpanId> {
+        self.parent
+    }
+    /// True when this request's spans are recorded (the sampled flag).
+    pub fn is_sampled(&self) -> bool {
+        self.flags & FLAG_SAMPLED != 0
+    }
+    /// Why an incoming `traceparent` was ignored, if one was.
+    pub fn invalid_parent(&self) -> Option<TraceParentError> {
+        self.invalid_parent
+    }
+
+    /// How many upstream attempts have begun.
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    /// Records the matched route (`http.route`, and the span name `{METHOD} {route}`).
+    pub fn set_route(&mut self, route: Arc<str>) {
+        self.server.route = Some(route);
+    }
+
+    /// Starts a CLIENT span for an upstream attempt to `backend`. An attempt still open (a
+    /// failed try before a retry) is finished first.
+    pub fn begin_attempt(
+        &mut self,
+        tracer: &Tracer,
+        upstream: Arc<str>,
+        backend: SocketAddr,
+        path: &str,
+    ) {
+        self.end_attempt(tracer);
+        let fields = ClientFields {
+            method: self.server.method.clone(),
+            upstream: Some(upstream),
+            backend: Some(backend),
+            path: path.to_owned(),
+            resend_count: self.attempts,
+            ..Default::default()
+        };
+        self.attempts += 1;
+        self.attempt = Some(Attempt {
+            span_id: new_span_id(),
+            start: Instant::now(),
+            fields,
+            connected_at: None,
+            first_byte_at: None,
+            ended_at: None,
+        });
+    }
+
+    /// The current attempt has a connection: `reused` from the pool, or new after `connect`.
+    pub fn attempt_connected(&mut self, reused: bool, connect: Option<Duration>) {
+        if let Some(a) = &mut self.attempt {
+            a.connected_at = Some(Instant::now());
+            a.fields.connection_reused = Some(reused);
+            a.fields.connect_duration = if reused { None } else { connect };
+        }
+    }
+
+    /// The upstream's response header arrived (the first one is the time to first byte).
+    pub fn attempt_response(&mut self, status: u16) {
+        if let Some(a) = &mut self.attempt {
+            a.first_byte_at.get_or_insert_with(Instant::now);
+            if status >= 200 {
+                a.fields.status = Some(status);
+            }
+        }
+    }
+
+    /// The upstream response has been received in full.
+    pub fn attempt_done(&mut self) {
+        if let Some(a) = &mut self.attempt {
+            a.ended_at.get_or_insert_with(Instant::now);
+        }
+    }
+
+    /// The current attempt failed (`error.type` plus a description for the span status).
+    pub fn attempt_failed(&mut self, error_type: Cow<'static, str>, message: String) {
+        if let Some(a) = &mut self.attempt {
+            a.ended_at.get_or_insert_with(Instant::now);
+            if a.fields.error_type.is_none() {
+                a.fields.error_type = Some(error_type);
+                a.fields.error_message = Some(message);
+            }
+        }
+    }
+
+    /// The `traceparent` to send upstream: this trace, with the current CLIENT span as parent
+    /// (or the SERVER span when no attempt is open).
+    pub fn upstream_traceparent(&self) -> [u8; 55] {
+        let span = self.attempt.as_ref().map_or(self.span_id, |a| a.span_id);
+        format_traceparent(&self.trace_id, &span, self.flags)
+    }
+
+    /// The `tracestate` to send upstream, if any.
+    pub fn upstream_tracestate(&self) -> Option<&str> {
+        self.tracestate.as_deref()
+    }
+
+    /// Writes `traceparent` and `tracestate` into an outgoing header map, replacing any
+    /// incoming ones.
+    pub fn inject(&self, headers: &mut HeaderMap) {
+        let tp = self.upstream_traceparent();
+        headers.remove(&TRACESTATE);
+        headers.insert(
+            TRACEPARENT.clone(),
+            http::HeaderValue::from_bytes(&tp).expect("traceparent is ASCII"),
+        );
+        if let Some(ts) = self.upstream_tracestate() {
+            if let Ok(v) = http::HeaderValue::from_str(ts) {
+                headers.insert(TRACESTATE.clone(), v);
+            }
+        }
+    }
+
+    /// Finishes the request: ends an open attempt and the SERVER span, and hands the spans to
+    /// the tracer. `status` is what was written downstream (0 for none); `error_type` names a
+    /// failure that has no status (e.g. the client went away).
+    pub fn finish(mut self, tracer: &Tracer, status: u16, error_type: Option<Cow<'static, str>>) {
+        self.end_attempt(tracer);
+        if !(tracer.is_recording() && self.is_sampled()) {
+            return;
+        }
+        self.server.status = status;
+        self.server.error_type = error_type;
+        let record = SpanRecord {
+            trace_id: self.trace_id,
+            span_id: self.span_id,
+            parent: self.parent,
+            parent_is_remote: self.parent.is_some(),
+            flags: self.flags,
+            tracestate: self.tracestate.clone(),
+            start: self.start_wall,
+            end: self.wall(Instant::now()),
+            body: SpanBody::Server(Box::new(std::mem::take(&mut self.server))),
+            extra: Vec::new(),
+        };
+        tracer.submit(record);
+    }
+
+    fn end_attempt(&mut self, tracer: &Tracer) {
+        let Some(a) = self.attempt.take() else {
+            return;
+        };
+        if !(tracer.is_recording() && self.is_sampled()) {
+            return;
+        }
+        let end = a.ended_at.unwrap_or_else(Instant::now);
+        let mut fields = a.fields;
+        fields.connected_at = a.connected_at.map(|t| self.wall(t));
+        fields.first_byte_at = a.first_byte_at.map(|t| self.wall(t));
+        tracer.submit(SpanRecord {
+            trace_id: self.trace_id,
+            span_id: a.span_id,
+            parent: Some(self.span_id),
+            parent_is_remote: false,
+            flags: self.flags,
+            tracestate: self.tracestate.clone(),
+            start: self.wall(a.start),
+            end: self.wall(end),
+            body: SpanBody::Client(Box::new(fields)),
+            extra: Vec::new(),
+        });
+    }
+
+    /// Converts a monotonic instant to wall-clock time relative to the request start.
+    fn wall(&self, t: Instant) -> SystemTime {
+        self.start_wall + t.saturating_duration_since(self.start_mono)
+    }
+}
+
+/// `server.address`/`server.port` from the Host header (HTTP/1) or the URI authority (HTTP/2).
+fn authority(req: &RequestInfo<'_>) -> (Option<String>, Option<u16>) {
+    let raw = req
+        .headers
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri.authority().map(|a| a.as_str()));
+    let Some(raw) = raw else {
+        return (None, None);
+    };
+    let (host, port) = crate::routing::split_host_port(raw);
+    if host.is_empty() {
+        return (None, None);
+    }
+    (Some(host.to_ascii_lowercase()), port)
+}
+
+fn protocol_version(v: http::Version) -> &'static str {
+    match v {
+        http::Version::HTTP_09 => "0.9",
+        http::Version::HTTP_10 => "1.0",
+        http::Version::HTTP_2 => "2",
+        http::Version::HTTP_3 => "3",
+        _ => "1.1",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info<'a>(
+        headers: &'a HeaderMap,
+        uri: &'a http::Uri,
+        method: &'a http::Method,
+    ) -> RequestInfo<'a> {
+        RequestInfo {
+            method,
+            uri,
+            version: http::Version::HTTP_11,
+            headers,
+            scheme: "http",
+            client_addr: Some("10.1.2.3:5555".parse().unwrap()),
+            local_port: Some(8080),
+        }
+    }
+
+    #[test]
+    fn continues_a_valid_context_and_replaces_headers() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+                .parse()
+                .unwrap(),
+        );
+        h.insert("tracestate", "rojo=1".parse().unwrap());
+        h.insert("host", "API.example.com:8443".parse().unwrap());
+        let uri: http::Uri = "/x?secret=1".parse().unwrap();
+        let t = RequestTrace::start(&info(&h, &uri, &http::Method::GET));
+        assert_eq!(t.trace_id().to_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(t.parent_span_id().unwrap().to_hex(), "00f067aa0ba902b7");
+        assert_eq!(t.server.server_address.as_deref(), Some("api.example.com"));
+        assert_eq!(t.server.server_port, Some(8443));
+        assert_eq!(t.server.path, "/x", "url.path never carries the query");
+        let mut out = h.clone();
+        t.inject(&mut out);
+        assert_eq!(out.get_all("traceparent").iter().count(), 1);
+        let tp = out.get("traceparent").unwrap().to_str().unwrap();
+        assert!(tp.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
+        assert!(
+            !tp.contains("00f067aa0ba902b7"),
+            "the parent-id is ours now"
+        );
+        assert_eq!(out.get("tracestate").unwrap(), "rojo=1");
+    }
+
+    #[test]
+    fn invalid_context_restarts_and_drops_tracestate() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "traceparent",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01"
+                .parse()
+                .unwrap(),
+        );
+        h.insert("tracestate", "rojo=1".parse().unwrap());
+        let uri: http::Uri = "/".parse().unwrap();
+        let t = RequestTrace::start(&info(&h, &uri, &http::Method::GET));
+        assert!(t.parent_span_id().is_none());
+        assert_eq!(t.invalid_parent(), Some(TraceParentError::ZeroTraceId));
+        let mut out = h.clone();
+        t.inject(&mut out);
+        assert!(out.get("tracestate").is_none());
+        assert!(t.is_sampled());
+    }
+}
