@@ -5,8 +5,8 @@ use crate::config::Config;
 use crate::proxy::TracegateProxy;
 use crate::trace::{start_pipeline, Tracer};
 use pingora::server::configuration::ServerConf;
-use pingora::server::{RunArgs, Server};
-use std::net::{SocketAddr, TcpListener};
+use pingora::server::{ExecutionPhase, RunArgs, Server};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
 /// How long queued spans may take to leave after the server has stopped.
@@ -74,9 +74,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         service.add_tcp(&addr.to_string());
     }
     server.add_service(service);
-    for addr in &listen {
-        log::info!("listening on http://{addr}");
-    }
+    announce_when_listening(&server, listen);
     server.run(RunArgs::default());
 
     if let Some(p) = pipeline {
@@ -95,4 +93,52 @@ pub fn run(config: Config) -> Result<(), StartError> {
         );
     }
     Ok(())
+}
+
+/// Logs `listening on http://ADDR` for each listener once it accepts connections.
+///
+/// Pingora binds inside `Server::run`, after this function returns, so the line comes from a
+/// thread that waits for the server's `Running` phase and then connects to each address:
+/// whoever reads the line (an operator, a supervisor, a test) can connect right away.
+fn announce_when_listening(server: &Server, listen: Vec<SocketAddr>) {
+    let mut phases = server.watch_execution_phase();
+    let spawned = std::thread::Builder::new()
+        .name("listen-check".into())
+        .spawn(move || {
+            use tokio::sync::broadcast::error::RecvError;
+            loop {
+                match phases.blocking_recv() {
+                    Ok(ExecutionPhase::Running) => break,
+                    Ok(_) | Err(RecvError::Lagged(_)) => continue,
+                    Err(RecvError::Closed) => return,
+                }
+            }
+            for addr in listen {
+                let target = SocketAddr::new(reachable_ip(addr.ip()), addr.port());
+                let deadline = std::time::Instant::now() + Duration::from_secs(30);
+                loop {
+                    if TcpStream::connect_timeout(&target, Duration::from_millis(200)).is_ok() {
+                        log::info!("listening on http://{addr}");
+                        break;
+                    }
+                    if std::time::Instant::now() >= deadline {
+                        log::warn!("{addr} is not accepting connections yet");
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        log::warn!("cannot start the listener check: {e}");
+    }
+}
+
+/// The address to connect to for a listener: loopback for a wildcard bind.
+fn reachable_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v) if v.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(v) if v.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        other => other,
+    }
 }

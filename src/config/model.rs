@@ -681,7 +681,8 @@ upstreams:
         let base = "listen: [\"127.0.0.1:1\"]\ntelemetry: {service_name: file, exporter: {protocol: grpc, endpoint: \"http://file:4317\"}}\n";
         let bare = "listen: [\"127.0.0.1:1\"]\n";
         type Check = fn(&TelemetrySettings) -> bool;
-        let cases: &[(&str, &[(&str, &str)], Check, &str)] = &[
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], Check, &'a str);
+        let cases: &[Case] = &[
             (
                 base,
                 &[],

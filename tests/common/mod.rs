@@ -1,0 +1,1397 @@
+//! Shared integration-test harness.
+//!
+//! Provides:
+//! * [`OtlpReceiver`]: an in-process OTLP trace collector (gRPC or HTTP/protobuf)
+//!   that records every span it receives.
+//! * [`Upstream`]: a real hyper HTTP/1.1 backend that records every request.
+//! * [`Proxy`]: runs the real `tracegate` binary against a temporary config file.
+//! * [`http_get`] / [`http_request`]: a tiny blocking HTTP/1.1 client that writes
+//!   the request bytes exactly as given.
+//!
+//! Every server binds `127.0.0.1:0` and runs on its own background thread with its
+//! own tokio runtime, so the harness is usable from plain `#[test]` functions.
+//! Servers stop when their handle is dropped.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+use prost::Message;
+use tempfile::TempDir;
+
+/// How often polling helpers re-check their condition.
+const POLL_INTERVAL: Duration = Duration::from_millis(10);
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panicking test thread must not poison the harness for the Drop impls.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn bind_local() -> std::net::TcpListener {
+    let listener =
+        std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0 for a test server");
+    listener
+        .set_nonblocking(true)
+        .expect("set test listener non-blocking");
+    listener
+}
+
+// ---------------------------------------------------------------------------
+// Background servers
+// ---------------------------------------------------------------------------
+
+/// A server future running on a dedicated thread with its own tokio runtime.
+/// Dropping it stops the server (the runtime is dropped, which cancels every
+/// task, including open connections).
+struct BackgroundServer {
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl BackgroundServer {
+    fn spawn<F, Fut>(name: &str, listener: std::net::TcpListener, serve: F) -> Self
+    where
+        F: FnOnce(tokio::net::TcpListener) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name(format!("test-server-{name}"))
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("build test server runtime");
+                rt.block_on(async move {
+                    let listener = tokio::net::TcpListener::from_std(listener)
+                        .expect("register test listener with tokio");
+                    tokio::select! {
+                        _ = serve(listener) => {}
+                        _ = rx => {}
+                    }
+                });
+                // Dropping `rt` here aborts all spawned connection tasks.
+            })
+            .expect("spawn test server thread");
+        BackgroundServer {
+            shutdown: Some(tx),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for BackgroundServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Accept loop serving HTTP/1.1 (keep-alive on) with the given handler.
+async fn serve_http1<H, Fut>(listener: tokio::net::TcpListener, handler: H)
+where
+    H: Fn(Request<Incoming>) -> Fut + Clone + 'static,
+    Fut: Future<Output = hyper::Response<Full<Bytes>>> + 'static,
+{
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(s) => s,
+            Err(_) => continue,
+        };
+        let _ = stream.set_nodelay(true);
+        let handler = handler.clone();
+        tokio::task::spawn_local(async move {
+            let svc = hyper::service::service_fn(move |req| {
+                let handler = handler.clone();
+                async move { Ok::<_, Infallible>(handler(req).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
+
+/// Runs `serve_http1` inside a `LocalSet` (handlers need not be `Send`).
+fn spawn_http1_server<H, Fut>(
+    name: &str,
+    listener: std::net::TcpListener,
+    handler: H,
+) -> BackgroundServer
+where
+    H: Fn(Request<Incoming>) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = hyper::Response<Full<Bytes>>> + 'static,
+{
+    BackgroundServer::spawn(name, listener, move |listener| async move {
+        let local = tokio::task::LocalSet::new();
+        local.run_until(serve_http1(listener, handler)).await;
+    })
+}
+
+fn header_pairs(headers: &hyper::HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_ascii_lowercase(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect()
+}
+
+fn simple_response(status: StatusCode, body: impl Into<Bytes>) -> hyper::Response<Full<Bytes>> {
+    let mut resp = hyper::Response::new(Full::new(body.into()));
+    *resp.status_mut() = status;
+    resp
+}
+
+// ---------------------------------------------------------------------------
+// OTLP receiver
+// ---------------------------------------------------------------------------
+
+/// An attribute value as received over OTLP.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AttrValue {
+    Str(String),
+    Int(i64),
+    Bool(bool),
+    Double(f64),
+    /// Arrays, key-value lists, bytes and empty values, rendered with `{:?}`.
+    Other(String),
+}
+
+impl AttrValue {
+    fn from_proto(v: Option<&AnyValue>) -> AttrValue {
+        match v.and_then(|v| v.value.as_ref()) {
+            Some(any_value::Value::StringValue(s)) => AttrValue::Str(s.clone()),
+            Some(any_value::Value::IntValue(i)) => AttrValue::Int(*i),
+            Some(any_value::Value::BoolValue(b)) => AttrValue::Bool(*b),
+            Some(any_value::Value::DoubleValue(d)) => AttrValue::Double(*d),
+            Some(other) => AttrValue::Other(format!("{other:?}")),
+            None => AttrValue::Other(String::new()),
+        }
+    }
+}
+
+fn attrs_from_proto(kvs: &[KeyValue]) -> BTreeMap<String, AttrValue> {
+    kvs.iter()
+        .map(|kv| (kv.key.clone(), AttrValue::from_proto(kv.value.as_ref())))
+        .collect()
+}
+
+fn to_hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+/// One span as received by an [`OtlpReceiver`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReceivedSpan {
+    /// 32 lowercase hex characters.
+    pub trace_id: String,
+    /// 16 lowercase hex characters.
+    pub span_id: String,
+    /// 16 lowercase hex characters, or empty for a root span.
+    pub parent_span_id: String,
+    pub name: String,
+    /// Proto `SpanKind`: 1=INTERNAL, 2=SERVER, 3=CLIENT, 4=PRODUCER, 5=CONSUMER.
+    pub kind: i32,
+    pub start_ns: u64,
+    pub end_ns: u64,
+    pub attributes: BTreeMap<String, AttrValue>,
+    /// 0 = unset, 1 = ok, 2 = error.
+    pub status_code: i32,
+    pub status_message: String,
+    /// `(name, time_unix_nano, attributes)`.
+    pub events: Vec<(String, u64, BTreeMap<String, AttrValue>)>,
+    pub flags: u32,
+}
+
+impl ReceivedSpan {
+    pub const KIND_INTERNAL: i32 = 1;
+    pub const KIND_SERVER: i32 = 2;
+    pub const KIND_CLIENT: i32 = 3;
+    pub const STATUS_UNSET: i32 = 0;
+    pub const STATUS_OK: i32 = 1;
+    pub const STATUS_ERROR: i32 = 2;
+
+    pub fn attr(&self, key: &str) -> Option<&AttrValue> {
+        self.attributes.get(key)
+    }
+
+    pub fn attr_str(&self, key: &str) -> Option<&str> {
+        match self.attributes.get(key) {
+            Some(AttrValue::Str(s)) => Some(s.as_str()),
+            _ => None,
+        }
+    }
+
+    pub fn attr_int(&self, key: &str) -> Option<i64> {
+        match self.attributes.get(key) {
+            Some(AttrValue::Int(i)) => Some(*i),
+            _ => None,
+        }
+    }
+
+    pub fn attr_bool(&self, key: &str) -> Option<bool> {
+        match self.attributes.get(key) {
+            Some(AttrValue::Bool(b)) => Some(*b),
+            _ => None,
+        }
+    }
+
+    pub fn is_server(&self) -> bool {
+        self.kind == Self::KIND_SERVER
+    }
+
+    pub fn is_client(&self) -> bool {
+        self.kind == Self::KIND_CLIENT
+    }
+
+    pub fn is_root(&self) -> bool {
+        self.parent_span_id.is_empty()
+    }
+
+    /// The first event with this name, if any.
+    pub fn event(&self, name: &str) -> Option<&(String, u64, BTreeMap<String, AttrValue>)> {
+        self.events.iter().find(|e| e.0 == name)
+    }
+
+    fn from_proto(span: &opentelemetry_proto::tonic::trace::v1::Span) -> ReceivedSpan {
+        let parent = if span.parent_span_id.iter().all(|b| *b == 0) {
+            String::new()
+        } else {
+            to_hex(&span.parent_span_id)
+        };
+        let (status_code, status_message) = match &span.status {
+            Some(s) => (s.code, s.message.clone()),
+            None => (0, String::new()),
+        };
+        ReceivedSpan {
+            trace_id: to_hex(&span.trace_id),
+            span_id: to_hex(&span.span_id),
+            parent_span_id: parent,
+            name: span.name.clone(),
+            kind: span.kind,
+            start_ns: span.start_time_unix_nano,
+            end_ns: span.end_time_unix_nano,
+            attributes: attrs_from_proto(&span.attributes),
+            status_code,
+            status_message,
+            events: span
+                .events
+                .iter()
+                .map(|e| {
+                    (
+                        e.name.clone(),
+                        e.time_unix_nano,
+                        attrs_from_proto(&e.attributes),
+                    )
+                })
+                .collect(),
+            flags: span.flags,
+        }
+    }
+
+    fn summary(&self) -> String {
+        format!(
+            "{:?} kind={} trace={} span={} parent={} status={} attrs={:?}",
+            self.name,
+            self.kind,
+            self.trace_id,
+            self.span_id,
+            if self.parent_span_id.is_empty() {
+                "-"
+            } else {
+                &self.parent_span_id
+            },
+            self.status_code,
+            self.attributes
+        )
+    }
+}
+
+#[derive(Default)]
+struct ReceiverState {
+    requests: Vec<ExportTraceServiceRequest>,
+    /// Transport headers (gRPC metadata or HTTP headers) of each export call.
+    headers: Vec<Vec<(String, String)>>,
+    spans: Vec<ReceivedSpan>,
+}
+
+impl ReceiverState {
+    fn record(&mut self, req: ExportTraceServiceRequest, headers: Vec<(String, String)>) {
+        for rs in &req.resource_spans {
+            for ss in &rs.scope_spans {
+                for span in &ss.spans {
+                    self.spans.push(ReceivedSpan::from_proto(span));
+                }
+            }
+        }
+        self.requests.push(req);
+        self.headers.push(headers);
+    }
+}
+
+type SharedState = Arc<Mutex<ReceiverState>>;
+
+struct GrpcTraceSink {
+    state: SharedState,
+}
+
+#[tonic::async_trait]
+impl TraceService for GrpcTraceSink {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let headers = header_pairs(&request.metadata().clone().into_headers());
+        lock(&self.state).record(request.into_inner(), headers);
+        Ok(tonic::Response::new(ExportTraceServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
+
+/// Which OTLP transport an [`OtlpReceiver`] speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtlpProtocol {
+    Grpc,
+    HttpProtobuf,
+}
+
+/// An in-process OTLP trace collector.
+pub struct OtlpReceiver {
+    protocol: OtlpProtocol,
+    addr: SocketAddr,
+    state: SharedState,
+    _server: BackgroundServer,
+}
+
+impl OtlpReceiver {
+    /// A gRPC (tonic) `TraceService` collector.
+    pub fn grpc() -> OtlpReceiver {
+        let listener = bind_local();
+        let addr = listener.local_addr().expect("receiver local addr");
+        let state = SharedState::default();
+        let sink = GrpcTraceSink {
+            state: state.clone(),
+        };
+        let server = BackgroundServer::spawn("otlp-grpc", listener, move |listener| async move {
+            let incoming = tonic::transport::server::TcpIncoming::from(listener);
+            let _ = tonic::transport::Server::builder()
+                .add_service(TraceServiceServer::new(sink))
+                .serve_with_incoming(incoming)
+                .await;
+        });
+        OtlpReceiver {
+            protocol: OtlpProtocol::Grpc,
+            addr,
+            state,
+            _server: server,
+        }
+    }
+
+    /// An OTLP/HTTP collector accepting `POST /v1/traces` with protobuf bodies.
+    pub fn http() -> OtlpReceiver {
+        let listener = bind_local();
+        let addr = listener.local_addr().expect("receiver local addr");
+        let state = SharedState::default();
+        let handler_state = state.clone();
+        let server = spawn_http1_server("otlp-http", listener, move |req| {
+            let state = handler_state.clone();
+            async move { handle_otlp_http(state, req).await }
+        });
+        OtlpReceiver {
+            protocol: OtlpProtocol::HttpProtobuf,
+            addr,
+            state,
+            _server: server,
+        }
+    }
+
+    pub fn protocol(&self) -> OtlpProtocol {
+        self.protocol
+    }
+
+    /// `http://127.0.0.1:PORT` (for HTTP the exporter appends `/v1/traces`).
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn addr(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// Snapshot of every span received so far, in arrival order.
+    pub fn spans(&self) -> Vec<ReceivedSpan> {
+        lock(&self.state).spans.clone()
+    }
+
+    /// Polls until at least `n` spans have arrived, then returns all of them.
+    /// Panics with a listing of what did arrive if `timeout` passes first.
+    pub fn wait_for_spans(&self, n: usize, timeout: Duration) -> Vec<ReceivedSpan> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            {
+                let st = lock(&self.state);
+                if st.spans.len() >= n {
+                    return st.spans.clone();
+                }
+            }
+            if Instant::now() >= deadline {
+                let st = lock(&self.state);
+                let listing: Vec<String> = st
+                    .spans
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| format!("  [{i}] {}", s.summary()))
+                    .collect();
+                panic!(
+                    "OTLP {:?} receiver at {}: timed out after {:?} waiting for {} span(s); \
+                     got {} span(s) in {} export request(s):\n{}",
+                    self.protocol,
+                    self.addr,
+                    timeout,
+                    n,
+                    st.spans.len(),
+                    st.requests.len(),
+                    if listing.is_empty() {
+                        "  (none)".to_string()
+                    } else {
+                        listing.join("\n")
+                    }
+                );
+            }
+            std::thread::sleep(POLL_INTERVAL);
+        }
+    }
+
+    /// Number of export calls received.
+    pub fn requests(&self) -> usize {
+        lock(&self.state).requests.len()
+    }
+
+    /// The raw export requests received, in arrival order.
+    pub fn raw_requests(&self) -> Vec<ExportTraceServiceRequest> {
+        lock(&self.state).requests.clone()
+    }
+
+    /// Transport headers (gRPC metadata / HTTP headers, lowercase names) of each
+    /// export call, in arrival order.
+    pub fn request_headers(&self) -> Vec<Vec<(String, String)>> {
+        lock(&self.state).headers.clone()
+    }
+
+    /// The `service.name` resource attribute of every received resource
+    /// (one entry per `ResourceSpans`, in arrival order).
+    pub fn service_names(&self) -> Vec<String> {
+        lock(&self.state)
+            .requests
+            .iter()
+            .flat_map(|r| r.resource_spans.iter())
+            .filter_map(|rs| {
+                rs.resource.as_ref().and_then(|res| {
+                    res.attributes
+                        .iter()
+                        .find(|kv| kv.key == "service.name")
+                        .map(|kv| match AttrValue::from_proto(kv.value.as_ref()) {
+                            AttrValue::Str(s) => s,
+                            other => format!("{other:?}"),
+                        })
+                })
+            })
+            .collect()
+    }
+
+    /// All resource attributes of every received resource (one map per
+    /// `ResourceSpans`, in arrival order).
+    pub fn resource_attributes(&self) -> Vec<BTreeMap<String, AttrValue>> {
+        lock(&self.state)
+            .requests
+            .iter()
+            .flat_map(|r| r.resource_spans.iter())
+            .map(|rs| {
+                rs.resource
+                    .as_ref()
+                    .map(|res| attrs_from_proto(&res.attributes))
+                    .unwrap_or_default()
+            })
+            .collect()
+    }
+}
+
+async fn handle_otlp_http(
+    state: SharedState,
+    req: Request<Incoming>,
+) -> hyper::Response<Full<Bytes>> {
+    if req.uri().path() != "/v1/traces" {
+        return simple_response(StatusCode::NOT_FOUND, "not found");
+    }
+    if req.method() != hyper::Method::POST {
+        return simple_response(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+    }
+    let content_type = req
+        .headers()
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if !content_type.starts_with("application/x-protobuf") {
+        return simple_response(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("unsupported content-type {content_type:?}"),
+        );
+    }
+    let headers = header_pairs(req.headers());
+    let body = match req.into_body().collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => return simple_response(StatusCode::BAD_REQUEST, format!("body error: {e}")),
+    };
+    let decoded = match ExportTraceServiceRequest::decode(body) {
+        Ok(d) => d,
+        Err(e) => return simple_response(StatusCode::BAD_REQUEST, format!("decode error: {e}")),
+    };
+    lock(&state).record(decoded, headers);
+    let out = ExportTraceServiceResponse {
+        partial_success: None,
+    }
+    .encode_to_vec();
+    let mut resp = simple_response(StatusCode::OK, out);
+    resp.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/x-protobuf"),
+    );
+    resp
+}
+
+// ---------------------------------------------------------------------------
+// Upstream
+// ---------------------------------------------------------------------------
+
+/// One request as seen by an [`Upstream`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedRequest {
+    pub method: String,
+    pub path_and_query: String,
+    /// Lowercase names; duplicates kept. Names appear in order of first
+    /// appearance, with repeated values of the same name kept together in
+    /// received order.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl RecordedRequest {
+    /// All values of the header `name` (case-insensitive), in received order.
+    pub fn header_values(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    /// The first value of header `name`, if any.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.header_values(name).into_iter().next()
+    }
+}
+
+/// A real hyper HTTP/1.1 backend that records every request.
+///
+/// Responds 200 with `x-backend: <name>` and body `<name>`, except:
+/// * `/status/NNN...` responds with status NNN;
+/// * `/slow/MS...` waits MS milliseconds before responding 200.
+pub struct Upstream {
+    name: String,
+    addr: SocketAddr,
+    requests: Arc<Mutex<Vec<RecordedRequest>>>,
+    _server: BackgroundServer,
+}
+
+fn leading_number(s: &str) -> Option<u64> {
+    let digits: String = s.chars().take_while(|c| c.is_ascii_digit()).collect();
+    digits.parse().ok()
+}
+
+impl Upstream {
+    pub fn start(name: &str) -> Upstream {
+        let listener = bind_local();
+        let addr = listener.local_addr().expect("upstream local addr");
+        let requests: Arc<Mutex<Vec<RecordedRequest>>> = Arc::default();
+        let rec = requests.clone();
+        let backend = name.to_string();
+        let server = spawn_http1_server(&format!("upstream-{name}"), listener, move |req| {
+            let rec = rec.clone();
+            let backend = backend.clone();
+            async move { handle_upstream(rec, backend, req).await }
+        });
+        Upstream {
+            name: name.to_string(),
+            addr,
+            requests,
+            _server: server,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn addr(&self) -> String {
+        self.addr.to_string()
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// Snapshot of every request received so far, in arrival order.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        lock(&self.requests).clone()
+    }
+
+    /// Polls until at least `n` requests have arrived; panics after `timeout`.
+    pub fn wait_for_requests(&self, n: usize, timeout: Duration) -> Vec<RecordedRequest> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let reqs = self.requests();
+            if reqs.len() >= n {
+                return reqs;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "upstream {} at {}: timed out after {:?} waiting for {} request(s); got {}: {:#?}",
+                    self.name,
+                    self.addr,
+                    timeout,
+                    n,
+                    reqs.len(),
+                    reqs
+                );
+            }
+            std::thread::sleep(POLL_INTERVAL);
+        }
+    }
+}
+
+async fn handle_upstream(
+    rec: Arc<Mutex<Vec<RecordedRequest>>>,
+    backend: String,
+    req: Request<Incoming>,
+) -> hyper::Response<Full<Bytes>> {
+    let method = req.method().as_str().to_string();
+    let path_and_query = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| req.uri().to_string());
+    let headers = header_pairs(req.headers());
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes().to_vec())
+        .unwrap_or_default();
+    lock(&rec).push(RecordedRequest {
+        method,
+        path_and_query: path_and_query.clone(),
+        headers,
+        body,
+    });
+
+    let mut status = StatusCode::OK;
+    if let Some(rest) = path_and_query.strip_prefix("/status/") {
+        if let Some(s) = leading_number(rest)
+            .and_then(|c| u16::try_from(c).ok())
+            .and_then(|c| StatusCode::from_u16(c).ok())
+        {
+            status = s;
+        }
+    } else if let Some(rest) = path_and_query.strip_prefix("/slow/") {
+        if let Some(ms) = leading_number(rest) {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+    }
+
+    let body_allowed = !(status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED);
+    let body = if body_allowed {
+        Bytes::from(backend.clone())
+    } else {
+        Bytes::new()
+    };
+    let mut resp = simple_response(status, body);
+    if let Ok(v) = hyper::header::HeaderValue::from_str(&backend) {
+        resp.headers_mut().insert("x-backend", v);
+    }
+    resp
+}
+
+/// An address with nothing listening on it.
+pub fn dead_addr() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind for dead_addr");
+    let addr = listener.local_addr().expect("dead_addr local addr");
+    drop(listener);
+    addr.to_string()
+}
+
+// ---------------------------------------------------------------------------
+// Proxy process
+// ---------------------------------------------------------------------------
+
+/// Path of the `tracegate` binary under test.
+pub fn tracegate_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_tracegate")
+}
+
+/// Writes `yaml` to `tracegate.yaml` in a fresh temporary directory. Keep the
+/// returned `TempDir` alive for as long as the file is needed.
+pub fn write_temp_config(yaml: &str) -> (TempDir, PathBuf) {
+    let dir = tempfile::Builder::new()
+        .prefix("tracegate-test-")
+        .tempdir()
+        .expect("create temp dir");
+    let path = dir.path().join("tracegate.yaml");
+    std::fs::write(&path, yaml).expect("write temp config");
+    (dir, path)
+}
+
+/// Removes terminal escape sequences (colour codes) from a log line.
+pub fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                // CSI: parameters/intermediates until a final byte in 0x40..=0x7e.
+                for c in chars.by_ref() {
+                    if ('\u{40}'..='\u{7e}').contains(&c) {
+                        break;
+                    }
+                }
+            } else {
+                chars.next();
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Extracts `HOST:PORT` from a line containing `listening on http://HOST:PORT`.
+pub fn parse_listening_addr(line: &str) -> Option<String> {
+    let line = strip_ansi(line);
+    let marker = "listening on http://";
+    let idx = line.find(marker)?;
+    let rest = &line[idx + marker.len()..];
+    let addr: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '[' | ']' | '-'))
+        .collect();
+    let addr = addr.trim_end_matches(['.', ':']).to_string();
+    if addr.is_empty() {
+        None
+    } else {
+        Some(addr)
+    }
+}
+
+/// Shared, line-oriented capture of a child's stdout and stderr.
+#[derive(Clone, Default)]
+struct OutputCapture {
+    /// `(is_stderr, line)` in the order lines were read.
+    lines: Arc<Mutex<Vec<(bool, String)>>>,
+    finished_readers: Arc<AtomicUsize>,
+}
+
+impl OutputCapture {
+    fn attach<R: Read + Send + 'static>(&self, reader: R, is_stderr: bool) {
+        let lines = self.lines.clone();
+        let finished = self.finished_readers.clone();
+        std::thread::Builder::new()
+            .name(
+                if is_stderr {
+                    "child-stderr"
+                } else {
+                    "child-stdout"
+                }
+                .to_string(),
+            )
+            .spawn(move || {
+                let mut reader = BufReader::new(reader);
+                let mut buf = Vec::new();
+                loop {
+                    buf.clear();
+                    match reader.read_until(b'\n', &mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => {
+                            let text = String::from_utf8_lossy(&buf);
+                            let text = text.trim_end_matches(['\n', '\r']);
+                            lock(&lines).push((is_stderr, strip_ansi(text)));
+                        }
+                    }
+                }
+                finished.fetch_add(1, Ordering::SeqCst);
+            })
+            .expect("spawn output reader thread");
+    }
+
+    fn all(&self) -> String {
+        let lines = lock(&self.lines);
+        let mut s = String::new();
+        for (_, l) in lines.iter() {
+            s.push_str(l);
+            s.push('\n');
+        }
+        s
+    }
+
+    fn stream(&self, stderr: bool) -> String {
+        let lines = lock(&self.lines);
+        let mut s = String::new();
+        for (_, l) in lines.iter().filter(|(e, _)| *e == stderr) {
+            s.push_str(l);
+            s.push('\n');
+        }
+        s
+    }
+
+    fn find_stderr<T>(&self, f: impl Fn(&str) -> Option<T>) -> Option<T> {
+        lock(&self.lines)
+            .iter()
+            .filter(|(e, _)| *e)
+            .find_map(|(_, l)| f(l))
+    }
+
+    /// Waits (bounded) until both reader threads have hit EOF.
+    fn wait_drained(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.finished_readers.load(Ordering::SeqCst) < 2 && Instant::now() < deadline {
+            std::thread::sleep(POLL_INTERVAL);
+        }
+    }
+}
+
+fn tracegate_command(args: &[&std::ffi::OsStr], envs: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(tracegate_bin());
+    cmd.args(args);
+    // Keep the child hermetic: ambient OpenTelemetry settings must not leak in.
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("OTEL_") {
+            cmd.env_remove(&key);
+        }
+    }
+    cmd.env("NO_COLOR", "1");
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+fn spawn_captured(mut cmd: Command) -> (Child, OutputCapture) {
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("failed to spawn {}: {e}", tracegate_bin()));
+    let capture = OutputCapture::default();
+    capture.attach(child.stdout.take().expect("child stdout"), false);
+    capture.attach(child.stderr.take().expect("child stderr"), true);
+    (child, capture)
+}
+
+/// A running `tracegate` process. Killed on drop if still running.
+pub struct Proxy {
+    child: Child,
+    addr: String,
+    capture: OutputCapture,
+    config_path: PathBuf,
+    exit_status: Option<ExitStatus>,
+    _dir: TempDir,
+}
+
+impl Proxy {
+    /// How long to wait for the `listening on http://` line.
+    pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+
+    pub fn start(config_yaml: &str) -> Proxy {
+        Proxy::start_with_env(config_yaml, &[])
+    }
+
+    /// Starts `tracegate --config FILE` with extra environment variables.
+    /// Ambient `OTEL_*` variables are removed from the child's environment
+    /// and `NO_COLOR=1` is set; `envs` can override both.
+    pub fn start_with_env(config_yaml: &str, envs: &[(&str, &str)]) -> Proxy {
+        let (dir, path) = write_temp_config(config_yaml);
+        let cmd = tracegate_command(&["--config".as_ref(), path.as_os_str()], envs);
+        let (mut child, capture) = spawn_captured(cmd);
+
+        let deadline = Instant::now() + Self::STARTUP_TIMEOUT;
+        let addr = loop {
+            if let Some(addr) = capture.find_stderr(parse_listening_addr) {
+                break addr;
+            }
+            match child.try_wait() {
+                Ok(Some(status)) => {
+                    capture.wait_drained(Duration::from_secs(5));
+                    // The line may have been read between the two checks.
+                    if let Some(addr) = capture.find_stderr(parse_listening_addr) {
+                        panic!(
+                            "tracegate exited ({status}) right after reporting it was listening \
+                             on {addr}\n--- config ---\n{config_yaml}\n--- output ---\n{}",
+                            capture.all()
+                        );
+                    }
+                    panic!(
+                        "tracegate exited ({status}) before printing 'listening on http://'\n\
+                         --- config ---\n{config_yaml}\n--- output ---\n{}",
+                        capture.all()
+                    );
+                }
+                Ok(None) => {}
+                Err(e) => panic!("try_wait on tracegate failed: {e}"),
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                capture.wait_drained(Duration::from_secs(5));
+                panic!(
+                    "tracegate did not print 'listening on http://' within {:?}\n\
+                     --- config ---\n{config_yaml}\n--- output ---\n{}",
+                    Self::STARTUP_TIMEOUT,
+                    capture.all()
+                );
+            }
+            std::thread::sleep(POLL_INTERVAL);
+        };
+
+        Proxy {
+            child,
+            addr,
+            capture,
+            config_path: path,
+            exit_status: None,
+            _dir: dir,
+        }
+    }
+
+    /// `127.0.0.1:PORT` of the first reported listener.
+    pub fn addr(&self) -> String {
+        self.addr.clone()
+    }
+
+    /// Every address reported in a `listening on http://` line so far.
+    pub fn listening_addrs(&self) -> Vec<String> {
+        lock(&self.capture.lines)
+            .iter()
+            .filter(|(e, _)| *e)
+            .filter_map(|(_, l)| parse_listening_addr(l))
+            .collect()
+    }
+
+    /// `http://ADDR{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
+    /// All output lines so far (stdout and stderr interleaved in read order).
+    pub fn logs(&self) -> String {
+        self.capture.all()
+    }
+
+    pub fn stderr(&self) -> String {
+        self.capture.stream(true)
+    }
+
+    pub fn stdout(&self) -> String {
+        self.capture.stream(false)
+    }
+
+    /// Polls until the output contains `needle`; returns all output. Panics
+    /// with the output after `timeout`.
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let logs = self.logs();
+            if logs.contains(needle) {
+                return logs;
+            }
+            if Instant::now() >= deadline {
+                panic!("tracegate output did not contain {needle:?} within {timeout:?}\n--- output ---\n{logs}");
+            }
+            std::thread::sleep(POLL_INTERVAL);
+        }
+    }
+
+    /// Sends SIGTERM to the process.
+    pub fn sigterm(&mut self) {
+        self.signal(nix::sys::signal::Signal::SIGTERM);
+    }
+
+    /// Sends an arbitrary signal to the process (no-op once it has exited).
+    pub fn signal(&mut self, sig: nix::sys::signal::Signal) {
+        if self.exit_status.is_some() {
+            return;
+        }
+        if let Ok(Some(status)) = self.child.try_wait() {
+            self.exit_status = Some(status);
+            return;
+        }
+        let pid = i32::try_from(self.child.id()).expect("pid fits in i32");
+        // The child has not been reaped yet, so the pid still refers to it.
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig)
+            .unwrap_or_else(|e| panic!("kill({pid}, {sig:?}) failed: {e}"));
+    }
+
+    /// Polls until the process exits or `timeout` passes. After an exit, waits
+    /// briefly for the output readers to drain so `logs()` is complete.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        if let Some(s) = self.exit_status {
+            return Some(s);
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => {
+                    self.exit_status = Some(status);
+                    self.capture.wait_drained(Duration::from_secs(5));
+                    return Some(status);
+                }
+                Ok(None) => {}
+                Err(e) => panic!("try_wait on tracegate failed: {e}"),
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(POLL_INTERVAL);
+        }
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.exit_status.is_none() && matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        if self.exit_status.is_none() {
+            if let Ok(None) = self.child.try_wait() {
+                let _ = self.child.kill();
+            }
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Runs `tracegate --check --config FILE`; returns `(exit code, stdout + stderr)`.
+/// The exit code is -1 if the process was killed by a signal.
+pub fn run_check(config_yaml: &str) -> (i32, String) {
+    run_check_with_env(config_yaml, &[])
+}
+
+pub fn run_check_with_env(config_yaml: &str, envs: &[(&str, &str)]) -> (i32, String) {
+    let (_dir, path) = write_temp_config(config_yaml);
+    let cmd = tracegate_command(
+        &["--check".as_ref(), "--config".as_ref(), path.as_os_str()],
+        envs,
+    );
+    let (mut child, capture) = spawn_captured(cmd);
+    let timeout = Duration::from_secs(60);
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) => {}
+            Err(e) => panic!("try_wait on tracegate --check failed: {e}"),
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            capture.wait_drained(Duration::from_secs(5));
+            panic!(
+                "tracegate --check did not exit within {timeout:?}\n--- output ---\n{}",
+                capture.all()
+            );
+        }
+        std::thread::sleep(POLL_INTERVAL);
+    };
+    capture.wait_drained(Duration::from_secs(5));
+    let output = format!("{}{}", capture.stream(false), capture.stream(true));
+    (status.code().unwrap_or(-1), output)
+}
+
+// ---------------------------------------------------------------------------
+// Minimal HTTP/1.1 client
+// ---------------------------------------------------------------------------
+
+/// A parsed HTTP response.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Response {
+    pub status: u16,
+    /// Lowercase names, in received order, duplicates kept.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// First value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// All values of header `name` (case-insensitive), in received order.
+    pub fn header_values(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    /// The body as (lossy) UTF-8.
+    pub fn body_str(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// `GET path` with the given extra headers. Panics on I/O errors.
+pub fn http_get(addr: &str, path: &str, headers: &[(&str, &str)]) -> Response {
+    http_request(addr, "GET", path, headers, b"")
+}
+
+/// Sends one request over a fresh connection and reads the response. Panics on
+/// I/O errors (see [`try_http_request`] for a non-panicking variant).
+pub fn http_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Response {
+    try_http_request(addr, method, path, headers, body)
+        .unwrap_or_else(|e| panic!("HTTP {method} http://{addr}{path} failed: {e}"))
+}
+
+/// Builds the exact request bytes [`try_http_request`] writes.
+///
+/// Headers are written as given, in order. Added unless the caller supplies
+/// them (case-insensitively): `Host: <addr>`, `Connection: close`, and
+/// `Content-Length` (when there is a body or the method is POST/PUT/PATCH and
+/// no `Transfer-Encoding` was given).
+pub fn build_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Vec<u8> {
+    let has = |name: &str| headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name));
+    let mut out = Vec::new();
+    out.extend_from_slice(format!("{method} {path} HTTP/1.1\r\n").as_bytes());
+    if !has("host") {
+        out.extend_from_slice(format!("Host: {addr}\r\n").as_bytes());
+    }
+    for (k, v) in headers {
+        out.extend_from_slice(k.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(v.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if !has("connection") {
+        out.extend_from_slice(b"Connection: close\r\n");
+    }
+    let wants_length = !body.is_empty()
+        || matches!(
+            method.to_ascii_uppercase().as_str(),
+            "POST" | "PUT" | "PATCH"
+        );
+    if wants_length && !has("content-length") && !has("transfer-encoding") {
+        out.extend_from_slice(format!("Content-Length: {}\r\n", body.len()).as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
+    out
+}
+
+/// Like [`http_request`] but returns I/O and protocol errors.
+pub fn try_http_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<Response> {
+    let raw = build_request(addr, method, path, headers, body);
+    send_raw(addr, &raw, method.eq_ignore_ascii_case("HEAD"))
+}
+
+/// Writes `raw` bytes verbatim to a fresh connection and parses one response.
+/// `head_request` suppresses reading a body.
+pub fn send_raw(addr: &str, raw: &[u8], head_request: bool) -> std::io::Result<Response> {
+    let stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(30)))?;
+    let _ = stream.set_nodelay(true);
+    (&stream).write_all(raw)?;
+    (&stream).flush()?;
+    let mut reader = BufReader::new(stream);
+    read_response(&mut reader, head_request)
+}
+
+fn invalid(msg: String) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, msg)
+}
+
+fn read_line_crlf<R: BufRead>(r: &mut R) -> std::io::Result<Option<String>> {
+    let mut buf = Vec::new();
+    let n = r.read_until(b'\n', &mut buf)?;
+    if n == 0 {
+        return Ok(None);
+    }
+    while matches!(buf.last(), Some(b'\n' | b'\r')) {
+        buf.pop();
+    }
+    Ok(Some(String::from_utf8_lossy(&buf).into_owned()))
+}
+
+/// Parses one HTTP/1.x response (skipping 1xx interim responses).
+pub fn read_response<R: BufRead>(r: &mut R, head_request: bool) -> std::io::Result<Response> {
+    loop {
+        let status_line = read_line_crlf(r)?.ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "connection closed before a response status line",
+            )
+        })?;
+        let mut parts = status_line.splitn(3, ' ');
+        let version = parts.next().unwrap_or("");
+        if !version.starts_with("HTTP/1.") {
+            return Err(invalid(format!("bad status line {status_line:?}")));
+        }
+        let status: u16 = parts
+            .next()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| invalid(format!("bad status line {status_line:?}")))?;
+
+        let mut headers = Vec::new();
+        loop {
+            let line = read_line_crlf(r)?
+                .ok_or_else(|| invalid("connection closed inside response headers".into()))?;
+            if line.is_empty() {
+                break;
+            }
+            let (k, v) = line
+                .split_once(':')
+                .ok_or_else(|| invalid(format!("bad header line {line:?}")))?;
+            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+        }
+
+        if (100..200).contains(&status) && status != 101 {
+            continue;
+        }
+
+        let mut resp = Response {
+            status,
+            headers,
+            body: Vec::new(),
+        };
+        if head_request || (100..200).contains(&status) || status == 204 || status == 304 {
+            return Ok(resp);
+        }
+        let chunked = resp
+            .header_values("transfer-encoding")
+            .iter()
+            .any(|v| v.to_ascii_lowercase().contains("chunked"));
+        if chunked {
+            resp.body = read_chunked(r)?;
+        } else if let Some(len) = resp.header("content-length") {
+            let len: usize = len
+                .parse()
+                .map_err(|_| invalid(format!("bad content-length {len:?}")))?;
+            let mut body = vec![0u8; len];
+            r.read_exact(&mut body)?;
+            resp.body = body;
+        } else {
+            r.read_to_end(&mut resp.body)?;
+        }
+        return Ok(resp);
+    }
+}
+
+fn read_chunked<R: BufRead>(r: &mut R) -> std::io::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let line = read_line_crlf(r)?
+            .ok_or_else(|| invalid("connection closed inside chunked body".into()))?;
+        let size_str = line.split(';').next().unwrap_or("").trim();
+        let size = usize::from_str_radix(size_str, 16)
+            .map_err(|_| invalid(format!("bad chunk size line {line:?}")))?;
+        if size == 0 {
+            // Trailers until an empty line (or EOF).
+            while let Some(l) = read_line_crlf(r)? {
+                if l.is_empty() {
+                    break;
+                }
+            }
+            return Ok(body);
+        }
+        let start = body.len();
+        body.resize(start + size, 0);
+        r.read_exact(&mut body[start..])?;
+        let mut crlf = [0u8; 2];
+        r.read_exact(&mut crlf)?;
+        if &crlf != b"\r\n" {
+            return Err(invalid("chunk not followed by CRLF".into()));
+        }
+    }
+}
