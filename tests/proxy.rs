@@ -663,3 +663,62 @@ fn shipped_default_config_passes_check() {
         assert_eq!(code, 0, "{}: {out}", path.display());
     }
 }
+
+/// The README's Jaeger example: no exporter in the file, only the standard OTEL_* variables.
+#[test]
+fn otel_environment_variables_select_the_exporter() {
+    // (receiver, env, reason)
+    type Case = (OtlpReceiver, Vec<(&'static str, String)>, &'static str);
+    let cases: Vec<Case> = {
+        let g = OtlpReceiver::grpc();
+        let h = OtlpReceiver::http();
+        let (ge, he) = (g.endpoint(), h.endpoint());
+        vec![
+            (
+                g,
+                vec![("OTEL_EXPORTER_OTLP_ENDPOINT", ge)],
+                "an endpoint alone selects OTLP/gRPC",
+            ),
+            (
+                h,
+                vec![
+                    ("OTEL_EXPORTER_OTLP_ENDPOINT", he),
+                    ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf".into()),
+                ],
+                "http/protobuf appends /v1/traces to the base endpoint",
+            ),
+        ]
+    };
+    for (rx, mut env, why) in cases {
+        let up = Upstream::start("b1");
+        env.push(("OTEL_SERVICE_NAME", "from-env".into()));
+        env.push(("OTEL_BSP_SCHEDULE_DELAY", "50".into()));
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let cfg = format!(
+            "listen: [\"127.0.0.1:0\"]\nserver: {{ grace_period: 0s }}\n{}",
+            one_upstream(&up)
+        );
+        let proxy = Proxy::start_with_env(&cfg, &env);
+        assert_eq!(http_get(&proxy.addr(), "/", &[]).status, 200, "{why}");
+        let spans = rx.wait_for_spans(2, WAIT);
+        assert_eq!(spans.len(), 2, "{why}");
+        assert_eq!(
+            rx.service_names()[0],
+            "from-env",
+            "{why}: OTEL_SERVICE_NAME"
+        );
+    }
+}
+
+#[test]
+fn spans_queued_at_sigint_are_flushed_too() {
+    let rx = OtlpReceiver::http();
+    let up = Upstream::start("b1");
+    let cfg = config(&rx, "http/protobuf", &one_upstream(&up))
+        .replace("scheduled_delay: 50ms", "scheduled_delay: 10m");
+    let mut proxy = Proxy::start(&cfg);
+    assert_eq!(http_get(&proxy.addr(), "/", &[]).status, 200);
+    proxy.signal(nix::sys::signal::Signal::SIGINT);
+    proxy.wait_exit(WAIT).expect("tracegate exits after SIGINT");
+    assert_eq!(rx.spans().len(), 2, "{}", proxy.logs());
+}
