@@ -75,5 +75,5 @@ pub fn load_str(text: &str, name: &str, env: &dyn Env) -> Result<Config, ConfigE
             reason: e.into_inner().to_string(),
         }
     })?;
-    model::Config::from_file(file, name, env)
+    Config::from_file(file, name, env)
 }
