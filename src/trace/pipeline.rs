@@ -6,13 +6,17 @@
 //! `SpanData` and hands each batch to an OpenTelemetry `SpanExporter`. Drops and export failures
 //! are logged at most once per [`LOG_INTERVAL`]. [`Pipeline::shutdown`] drains what is queued
 //! and exports it before the process exits.
+//!
+//! The exporter thread does not wait on the queue (that would cost every request a wake-up
+//! system call): it sleeps until the batch deadline, and a request thread wakes it only when its
+//! span makes a full batch. The queue is a bounded `sync_channel` (lock-free on the send side).
 
 use super::span::SpanRecord;
 use opentelemetry::InstrumentationScope;
 use opentelemetry_sdk::trace::SpanExporter;
 use opentelemetry_sdk::Resource;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -46,16 +50,31 @@ pub struct PipelineStats {
     pub export_failed: AtomicU64,
 }
 
-enum Msg {
-    Span(Box<SpanRecord>),
-    Shutdown,
-}
-
 /// The request threads' end of the pipeline. Cheap to clone.
 #[derive(Clone)]
 pub struct SpanSink {
-    tx: SyncSender<Msg>,
+    tx: SyncSender<SpanRecord>,
     stats: Arc<PipelineStats>,
+    shared: Arc<Shared>,
+}
+
+/// State shared by the sinks and the exporter thread.
+struct Shared {
+    /// Spans in the queue, counted so a sender knows when a batch is full.
+    pending: AtomicUsize,
+    /// Wake the exporter when `pending` reaches this.
+    wake_at: usize,
+    /// The exporter thread, set once it has started.
+    worker: std::sync::OnceLock<std::thread::Thread>,
+    stopping: AtomicBool,
+}
+
+impl Shared {
+    fn wake(&self) {
+        if let Some(t) = self.worker.get() {
+            t.unpark();
+        }
+    }
 }
 
 impl std::fmt::Debug for SpanSink {
@@ -69,9 +88,12 @@ impl std::fmt::Debug for SpanSink {
 impl SpanSink {
     /// Queues a finished span. Never blocks; a full or closed queue drops the span and counts it.
     pub fn submit(&self, record: SpanRecord) {
-        match self.tx.try_send(Msg::Span(Box::new(record))) {
+        match self.tx.try_send(record) {
             Ok(()) => {
                 self.stats.queued.fetch_add(1, Ordering::Relaxed);
+                if self.shared.pending.fetch_add(1, Ordering::AcqRel) + 1 == self.shared.wake_at {
+                    self.shared.wake();
+                }
             }
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 self.stats
@@ -90,7 +112,6 @@ impl SpanSink {
 /// A running pipeline: the exporter thread and the handle to stop it.
 pub struct Pipeline {
     sink: SpanSink,
-    stopping: Arc<AtomicBool>,
     done: Receiver<()>,
     thread: Option<JoinHandle<()>>,
 }
@@ -111,13 +132,20 @@ impl Pipeline {
     {
         let (tx, rx) = mpsc::sync_channel(settings.max_queue_size.max(1));
         let stats = Arc::new(PipelineStats::default());
-        let stopping = Arc::new(AtomicBool::new(false));
+        let shared = Arc::new(Shared {
+            pending: AtomicUsize::new(0),
+            wake_at: settings
+                .max_export_batch_size
+                .clamp(1, settings.max_queue_size.max(1)),
+            worker: std::sync::OnceLock::new(),
+            stopping: AtomicBool::new(false),
+        });
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
         let (done_tx, done_rx) = mpsc::channel::<()>();
         let worker = Worker {
             rx,
             stats: stats.clone(),
-            stopping: stopping.clone(),
+            shared: shared.clone(),
             settings,
             scope,
         };
@@ -147,6 +175,7 @@ impl Pipeline {
                         }
                     }
                 };
+                let _ = worker.shared.worker.set(std::thread::current());
                 let _ = ready_tx.send(Ok(()));
                 worker.run(&rt, exporter);
                 let _ = done_tx.send(());
@@ -154,8 +183,7 @@ impl Pipeline {
             .map_err(|e| format!("cannot spawn exporter thread: {e}"))?;
         match ready_rx.recv() {
             Ok(Ok(())) => Ok(Pipeline {
-                sink: SpanSink { tx, stats },
-                stopping,
+                sink: SpanSink { tx, stats, shared },
                 done: done_rx,
                 thread: Some(thread),
             }),
@@ -175,9 +203,8 @@ impl Pipeline {
     /// Exports everything still queued, shuts the exporter down and stops the thread.
     /// Returns false when that did not finish within `timeout` (the rest is abandoned).
     pub fn shutdown(mut self, timeout: Duration) -> bool {
-        self.stopping.store(true, Ordering::SeqCst);
-        // Wake the thread if it is waiting; if the queue is full it is busy and sees the flag.
-        let _ = self.sink.tx.try_send(Msg::Shutdown);
+        self.sink.shared.stopping.store(true, Ordering::SeqCst);
+        self.sink.shared.wake();
         let finished = self.done.recv_timeout(timeout).is_ok();
         if finished {
             if let Some(t) = self.thread.take() {
@@ -189,9 +216,9 @@ impl Pipeline {
 }
 
 struct Worker {
-    rx: Receiver<Msg>,
+    rx: Receiver<SpanRecord>,
     stats: Arc<PipelineStats>,
-    stopping: Arc<AtomicBool>,
+    shared: Arc<Shared>,
     settings: PipelineSettings,
     scope: InstrumentationScope,
 }
@@ -203,35 +230,36 @@ impl Worker {
         let mut deadline = Instant::now() + self.settings.scheduled_delay;
         let mut reporter = Reporter::default();
         loop {
-            if self.stopping.load(Ordering::Relaxed) {
-                break;
-            }
-            let wait = deadline.saturating_duration_since(Instant::now());
-            match self.rx.recv_timeout(wait) {
-                Ok(Msg::Span(r)) => {
-                    batch.push(*r);
-                    if batch.len() >= max_batch {
-                        self.export(rt, &exporter, &mut batch);
-                        deadline = Instant::now() + self.settings.scheduled_delay;
-                    }
-                }
-                Ok(Msg::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
-                Err(RecvTimeoutError::Timeout) => {
-                    if !batch.is_empty() {
-                        self.export(rt, &exporter, &mut batch);
-                    }
+            // Take everything queued; full batches leave at once.
+            while let Ok(r) = self.rx.try_recv() {
+                self.shared.pending.fetch_sub(1, Ordering::AcqRel);
+                batch.push(r);
+                if batch.len() >= max_batch {
+                    self.export(rt, &exporter, &mut batch);
                     deadline = Instant::now() + self.settings.scheduled_delay;
                 }
             }
-            reporter.report(&self.stats);
-        }
-        // Drain: everything queued before shutdown is exported.
-        while let Ok(msg) = self.rx.try_recv() {
-            if let Msg::Span(r) = msg {
-                batch.push(*r);
-                if batch.len() >= max_batch {
+            if self.shared.stopping.load(Ordering::SeqCst) {
+                break;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                if !batch.is_empty() {
                     self.export(rt, &exporter, &mut batch);
                 }
+                deadline = Instant::now() + self.settings.scheduled_delay;
+                reporter.report(&self.stats);
+                continue;
+            }
+            // Sleep until the deadline, or until a sender has filled a batch or we stop. A wake
+            // that arrives before the park is not lost (park returns at once).
+            std::thread::park_timeout(deadline - now);
+        }
+        // Drain: everything queued before shutdown is exported.
+        while let Ok(r) = self.rx.try_recv() {
+            batch.push(r);
+            if batch.len() >= max_batch {
+                self.export(rt, &exporter, &mut batch);
             }
         }
         if !batch.is_empty() {
