@@ -12,6 +12,8 @@
 # Everything it starts, it stops. Loopback only; runs for about ROUNDS × 3 × (DURATION + 3) s.
 #
 # Usage: benches/load/run.sh            (ROUNDS=3 DURATION=10 CONNS=50 WORKERS=1 by default)
+#        PERF_DIR=/tmp/prof benches/load/run.sh   also records a cpu-clock profile (perf, with
+#        call graphs) of each proxy during round 1, as PERF_DIR/<target>.perf.data
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -20,6 +22,7 @@ DURATION=${DURATION:-10}
 CONNS=${CONNS:-50}
 WORKERS=${WORKERS:-1}
 WRK_THREADS=${WRK_THREADS:-1}
+PERF_DIR=${PERF_DIR:-}
 
 WORK=$(mktemp -d /tmp/tracegate-load.XXXXXX)
 PIDS=()
@@ -40,6 +43,7 @@ missing=()
 command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 command -v nginx >/dev/null 2>&1 && [ -x "$(command -v nginx)" ] || missing+=(nginx)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
+if [ -n "$PERF_DIR" ] && ! command -v perf >/dev/null 2>&1; then missing+=(linux-perf); fi
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing ${missing[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
@@ -187,9 +191,17 @@ RESULTS="$WORK/results.tsv"
 run_one() { # round target port pid
   local round=$1 target=$2 port=$3 pid=$4 out t0 t1 s0 s1 reqs rps p50 p99
   s0=$(spans_settled)
+  local perf_pid=""
+  if [ -n "$PERF_DIR" ] && [ "$round" = 1 ]; then
+    mkdir -p "$PERF_DIR"
+    perf record -q -e cpu-clock -g -p "$(echo "$pid" $(pgrep -P "$pid" || true) | tr ' ' ',')" \
+      -o "$PERF_DIR/$target.perf.data" -- sleep "$DURATION" 2>/dev/null &
+    perf_pid=$!
+  fi
   t0=$(cpu_ticks "$pid")
   out=$(wrk -t"$WRK_THREADS" -c"$CONNS" -d"${DURATION}s" --latency "http://127.0.0.1:$port/")
   t1=$(cpu_ticks "$pid")
+  if [ -n "$perf_pid" ]; then wait "$perf_pid" || true; fi
   s1=$(spans_settled)
   reqs=$(echo "$out" | awk '/requests in/ {print $1}')
   rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
@@ -248,3 +260,6 @@ print("\nspans/req: spans the OTLP receiver got ÷ requests (2.000 = a SERVER an
 if stopped:
     print(f"tracing-on at exit: {stopped}")
 EOF
+if [ -n "$PERF_DIR" ]; then
+  echo "note: round 1 ran under perf (profiles in $PERF_DIR); compare figures only from runs without PERF_DIR"
+fi
