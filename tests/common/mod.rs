@@ -616,17 +616,22 @@ pub struct RecordedRequest {
 impl RecordedRequest {
     /// All values of the header `name` (case-insensitive), in received order.
     pub fn header_values(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-            .collect()
+        header_values_in(&self.headers, name)
     }
 
     /// The first value of header `name`, if any.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.header_values(name).into_iter().next()
+        header_values_in(&self.headers, name).into_iter().next()
     }
+}
+
+/// All values of header `name` (case-insensitive) in a recorded header list, in received order.
+fn header_values_in<'a>(headers: &'a [(String, String)], name: &str) -> Vec<&'a str> {
+    headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+        .collect()
 }
 
 /// A real hyper HTTP/1.1 backend that records every request.
@@ -1183,19 +1188,12 @@ pub struct Response {
 impl Response {
     /// First value of header `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        header_values_in(&self.headers, name).into_iter().next()
     }
 
     /// All values of header `name` (case-insensitive), in received order.
     pub fn header_values(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-            .collect()
+        header_values_in(&self.headers, name)
     }
 
     /// The body as (lossy) UTF-8.
