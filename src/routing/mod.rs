@@ -51,6 +51,24 @@ impl Route {
 }
 
 /// The ordered route table.
+///
+/// ```
+/// use bytes::Bytes;
+/// use tracegate::routing::{Route, RouteAction, Router};
+///
+/// let route = |name: &str, host: Option<&str>, prefix: &str| Route {
+///     name: name.into(),
+///     host: host.map(str::to_owned),
+///     path_prefix: Some(prefix.to_owned()),
+///     action: RouteAction::Respond { status: 200, body: Bytes::new() },
+/// };
+/// let router = Router::new(vec![
+///     route("api", Some("api.example.com"), "/api"),
+///     route("default", None, "/"),
+/// ]);
+/// assert_eq!(&*router.route(Some("API.example.com:8080"), "/api/users").unwrap().name, "api");
+/// assert_eq!(&*router.route(Some("www.example.com"), "/api/users").unwrap().name, "default");
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct Router {
     routes: Vec<Route>,

@@ -125,6 +125,19 @@ impl fmt::Display for TraceParentError {
 /// version-00 rules on its first 55 characters; anything after them must start with `-`
 /// (§4.3, "versioning of traceparent"). Leading/trailing whitespace is not allowed by the ABNF
 /// but optional whitespace around header values is stripped by HTTP itself, so it is trimmed here.
+///
+/// ```
+/// use tracegate::trace::w3c::{format_traceparent, parse_traceparent, TraceParentError};
+///
+/// let tp = parse_traceparent(b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
+/// assert_eq!(tp.trace_id.to_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
+/// assert_eq!(tp.parent_id.to_hex(), "00f067aa0ba902b7");
+/// let out = format_traceparent(&tp.trace_id, &tp.parent_id, tp.flags);
+/// assert_eq!(&out[..], b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+///
+/// let zero = b"00-00000000000000000000000000000000-00f067aa0ba902b7-01";
+/// assert_eq!(parse_traceparent(zero), Err(TraceParentError::ZeroTraceId));
+/// ```
 pub fn parse_traceparent(value: &[u8]) -> Result<TraceParent, TraceParentError> {
     let v = value.trim_ascii();
     if v.len() < 55 {
