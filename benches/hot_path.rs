@@ -215,7 +215,7 @@ fn request_lifecycle(c: &mut Criterion) {
     let one_request = |tracer: &Tracer| {
         let mut t = RequestTrace::start(black_box(&info));
         t.set_route(route.clone());
-        t.begin_attempt(tracer, upstream.clone(), backend, "/v2/users/42");
+        t.begin_attempt(tracer, upstream.clone(), backend, "/v2/users/42".to_owned());
         t.attempt_connected(true, None);
         black_box(t.upstream_traceparent());
         t.attempt_response(200);

@@ -50,7 +50,7 @@ impl ProxyHttp for MyProxy {
     ) -> Result<Box<HttpPeer>> {
         if let Some(t) = ctx {
             let path = session.req_header().uri.path().to_owned();
-            t.begin_attempt(&self.tracer, "backend".into(), self.backend, &path);
+            t.begin_attempt(&self.tracer, "backend".into(), self.backend, path);
         }
         Ok(Box::new(HttpPeer::new(self.backend, false, String::new())))
     }

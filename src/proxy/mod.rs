@@ -163,7 +163,7 @@ impl ProxyHttp for TracegateProxy {
         if let Some(t) = &mut ctx.trace {
             let path = session.req_header().uri.path();
             let sent = strip.map_or_else(|| path.to_owned(), |p| strip_path_prefix(path, p));
-            t.begin_attempt(&self.tracer, pool.name.clone(), backend, &sent);
+            t.begin_attempt(&self.tracer, pool.name.clone(), backend, sent);
         }
         let mut peer = HttpPeer::new(backend, false, String::new());
         peer.options.connection_timeout = Some(pool.timeouts.connect);

@@ -231,13 +231,8 @@ impl Worker {
         let mut reporter = Reporter::default();
         loop {
             // Take everything queued; full batches leave at once.
-            while let Ok(r) = self.rx.try_recv() {
-                self.shared.pending.fetch_sub(1, Ordering::AcqRel);
-                batch.push(r);
-                if batch.len() >= max_batch {
-                    self.export(rt, &exporter, &mut batch);
-                    deadline = Instant::now() + self.settings.scheduled_delay;
-                }
+            if self.take_queued(rt, &exporter, &mut batch, max_batch) {
+                deadline = Instant::now() + self.settings.scheduled_delay;
             }
             if self.shared.stopping.load(Ordering::SeqCst) {
                 break;
@@ -256,12 +251,7 @@ impl Worker {
             std::thread::park_timeout(deadline - now);
         }
         // Drain: everything queued before shutdown is exported.
-        while let Ok(r) = self.rx.try_recv() {
-            batch.push(r);
-            if batch.len() >= max_batch {
-                self.export(rt, &exporter, &mut batch);
-            }
-        }
+        self.take_queued(rt, &exporter, &mut batch, max_batch);
         if !batch.is_empty() {
             self.export(rt, &exporter, &mut batch);
         }
@@ -269,6 +259,27 @@ impl Worker {
         if let Err(e) = exporter.shutdown_with_timeout(self.settings.export_timeout) {
             tracing::warn!("span exporter shutdown: {e}");
         }
+    }
+
+    /// Moves every queued record into `batch`, exporting each batch that fills up.
+    /// Returns true when at least one full batch was exported.
+    fn take_queued<E: SpanExporter>(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        exporter: &E,
+        batch: &mut Vec<SpanRecord>,
+        max_batch: usize,
+    ) -> bool {
+        let mut exported = false;
+        while let Ok(r) = self.rx.try_recv() {
+            self.shared.pending.fetch_sub(1, Ordering::AcqRel);
+            batch.push(r);
+            if batch.len() >= max_batch {
+                self.export(rt, exporter, batch);
+                exported = true;
+            }
+        }
+        exported
     }
 
     fn export<E: SpanExporter>(

@@ -189,21 +189,22 @@ impl RequestTrace {
         self.server.route = Some(route);
     }
 
-    /// Starts a CLIENT span for an upstream attempt to `backend`. An attempt still open (a
-    /// failed try before a retry) is finished first.
+    /// Starts a CLIENT span for an upstream attempt to `backend`; `path` is the path sent
+    /// upstream (without query). An attempt still open (a failed try before a retry) is
+    /// finished first.
     pub fn begin_attempt(
         &mut self,
         tracer: &Tracer,
         upstream: Arc<str>,
         backend: SocketAddr,
-        path: &str,
+        path: String,
     ) {
         self.end_attempt(tracer);
         let fields = ClientFields {
             method: self.server.method.clone(),
             upstream: Some(upstream),
             backend: Some(backend),
-            path: path.to_owned(),
+            path,
             resend_count: self.attempts,
             ..Default::default()
         };
