@@ -153,12 +153,13 @@ fn parse_protocol(s: &str) -> Result<ExporterProtocol, String> {
 fn check_endpoint(s: &str) -> Result<(), String> {
     let uri: http::Uri = s.parse().map_err(|e| format!("invalid URL {s:?}: {e}"))?;
     match uri.scheme_str() {
-        Some("http") | Some("https") => {}
-        _ => {
+        Some("http") => {}
+        Some("https") => {
             return Err(format!(
-                "invalid URL {s:?}: the scheme must be http or https"
+                "unsupported URL {s:?}: TLS to the collector is not available yet; use http://"
             ))
         }
+        _ => return Err(format!("invalid URL {s:?}: the scheme must be http")),
     }
     if uri.authority().is_none() {
         return Err(format!("invalid URL {s:?}: no host"));
@@ -662,6 +663,7 @@ upstreams:
             ("listen: [\"127.0.0.1:1\"]\nupstreams: {a: {backends: [\"127.0.0.1:1\"], read_timeout: \"5 parsecs\"}}\n", "upstreams.a.read_timeout", "unit must be", "unknown duration unit"),
             ("listen: [\"127.0.0.1:1\"]\ntelemetry: {exporter: {protocol: zipkin}}\n", "telemetry.exporter.protocol", "unknown protocol", "unknown exporter protocol"),
             ("listen: [\"127.0.0.1:1\"]\ntelemetry: {exporter: {protocol: grpc, endpoint: \"127.0.0.1:4317\"}}\n", "telemetry.exporter.endpoint", "scheme", "endpoint without scheme"),
+            ("listen: [\"127.0.0.1:1\"]\ntelemetry: {exporter: {protocol: grpc, endpoint: \"https://collector:4317\"}}\n", "telemetry.exporter.endpoint", "TLS", "https is refused at load, not on every export"),
             ("listen: [\"127.0.0.1:1\"]\nroutes: [{name: a, respond: {}}, {name: a, respond: {}}]\n", "routes[1].name", "used twice", "duplicate route name"),
             ("listen: [\"127.0.0.1:1\"]\nroutes: [{name: a, match: {path_prefix: api}, respond: {}}]\n", "routes[0].match.path_prefix", "must start with '/'", "relative prefix"),
             ("listen: [\"127.0.0.1:1\"]\nroutes: [{name: a}]\n", "routes[0]", "needs an action", "route without action"),

@@ -1,12 +1,13 @@
 //! Exporter selection: OTLP gRPC, OTLP HTTP/protobuf, a human-readable stdout exporter, or none.
 //!
-//! OTLP encoding and transport stay in `opentelemetry-otlp`; this module only picks and builds
-//! the exporter the settings name, and starts the [`Pipeline`] around it.
+//! This module only picks and builds the exporter the settings name and starts the
+//! [`Pipeline`] around it; OTLP encoding and transport are in `super::otlp`.
 
-use super::pipeline::{Pipeline, PipelineSettings};
+use super::otlp::{OtlpEncoder, OtlpExporter, OtlpTransport};
+use super::pipeline::{BatchExporter, Pipeline, PipelineSettings, SdkExporter};
+use super::span::SpanRecord;
 use opentelemetry::trace::Status;
 use opentelemetry::{InstrumentationScope, KeyValue};
-use opentelemetry_otlp::{Protocol, WithExportConfig};
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use opentelemetry_sdk::Resource;
@@ -61,32 +62,28 @@ pub struct TelemetrySettings {
 // One instance per process: the size difference between variants does not matter.
 #[allow(clippy::large_enum_variant)]
 pub enum AnyExporter {
-    Otlp(opentelemetry_otlp::SpanExporter),
-    Stdout(StdoutExporter),
+    Otlp(OtlpExporter),
+    Stdout(SdkExporter<StdoutExporter>),
 }
 
-impl SpanExporter for AnyExporter {
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+impl BatchExporter for AnyExporter {
+    async fn export(&mut self, batch: &mut Vec<SpanRecord>) -> Result<u64, String> {
         match self {
             AnyExporter::Otlp(e) => e.export(batch).await,
             AnyExporter::Stdout(e) => e.export(batch).await,
         }
     }
 
-    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+    fn shutdown(&mut self, timeout: Duration) {
         match self {
-            AnyExporter::Otlp(e) => e.shutdown_with_timeout(timeout),
-            AnyExporter::Stdout(e) => e.shutdown_with_timeout(timeout),
-        }
-    }
-
-    fn set_resource(&mut self, resource: &Resource) {
-        match self {
-            AnyExporter::Otlp(e) => e.set_resource(resource),
-            AnyExporter::Stdout(e) => e.set_resource(resource),
+            AnyExporter::Otlp(e) => e.shutdown(timeout),
+            AnyExporter::Stdout(e) => e.shutdown(timeout),
         }
     }
 }
+
+/// The instrumentation scope spans are reported under: `tracegate` and its version.
+pub const SCOPE_NAME: &str = "tracegate";
 
 /// Starts the pipeline for `settings`, or returns `Ok(None)` for protocol `none`.
 pub fn start_pipeline(settings: &TelemetrySettings) -> Result<Option<Pipeline>, String> {
@@ -97,34 +94,36 @@ pub fn start_pipeline(settings: &TelemetrySettings) -> Result<Option<Pipeline>, 
     let resource = Resource::builder()
         .with_service_name(settings.service_name.clone())
         .build();
-    let scope = InstrumentationScope::builder("tracegate")
-        .with_version(env!("CARGO_PKG_VERSION"))
-        .build();
     let make = move || -> Result<AnyExporter, String> {
-        let built = match exporter.protocol {
-            ExporterProtocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
-                .with_tonic()
-                .with_endpoint(exporter.endpoint.clone())
-                .with_timeout(exporter.timeout)
-                .build(),
-            ExporterProtocol::HttpProtobuf => opentelemetry_otlp::SpanExporter::builder()
-                .with_http()
-                .with_protocol(Protocol::HttpBinary)
-                .with_endpoint(exporter.endpoint.clone())
-                .with_timeout(exporter.timeout)
-                .build(),
-            ExporterProtocol::Stdout => return Ok(AnyExporter::Stdout(StdoutExporter)),
+        let version = env!("CARGO_PKG_VERSION");
+        let transport = match exporter.protocol {
+            ExporterProtocol::Grpc => OtlpTransport::grpc(&exporter.endpoint, exporter.timeout),
+            ExporterProtocol::HttpProtobuf => {
+                OtlpTransport::http(&exporter.endpoint, exporter.timeout)
+            }
+            ExporterProtocol::Stdout => {
+                let scope = InstrumentationScope::builder(SCOPE_NAME)
+                    .with_version(version)
+                    .build();
+                return Ok(AnyExporter::Stdout(SdkExporter::new(
+                    StdoutExporter,
+                    &resource,
+                    scope,
+                )));
+            }
             ExporterProtocol::None => unreachable!("handled above"),
         };
-        built.map(AnyExporter::Otlp).map_err(|e| {
+        let transport = transport.map_err(|e| {
             format!(
                 "cannot build the {} exporter for {}: {e}",
                 exporter.protocol.as_str(),
                 exporter.endpoint
             )
-        })
+        })?;
+        let encoder = OtlpEncoder::new(&resource, SCOPE_NAME, version);
+        Ok(AnyExporter::Otlp(OtlpExporter::new(encoder, transport)))
     };
-    Pipeline::start(make, resource, scope, settings.batch.clone()).map(Some)
+    Pipeline::start(make, settings.batch.clone()).map(Some)
 }
 
 /// Writes one line per span to standard output, for trying tracegate without a collector.

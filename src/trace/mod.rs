@@ -2,16 +2,17 @@
 //!
 //! Usable from any Pingora `ProxyHttp`: keep a [`RequestTrace`] in the request context and call
 //! the [`hooks`] from the matching phases. Only [`hooks`] touches Pingora types; [`w3c`],
-//! [`request`], [`span`] and [`pipeline`] are plain Rust.
+//! [`request`], [`span`], [`pipeline`] and [`otlp`] are plain Rust.
 
 pub mod exporter;
 pub mod hooks;
 pub mod ids;
+pub mod otlp;
 pub mod pipeline;
 pub mod request;
 pub mod span;
 pub mod w3c;
 
 pub use exporter::{start_pipeline, ExporterProtocol, ExporterSettings, TelemetrySettings};
-pub use pipeline::{Pipeline, PipelineSettings, SpanSink};
+pub use pipeline::{BatchExporter, Pipeline, PipelineSettings, SdkExporter, SpanSink};
 pub use request::{RequestInfo, RequestTrace, Tracer};

@@ -2,10 +2,11 @@
 //!
 //! Request threads call [`SpanSink::submit`], which never blocks: when the queue is full the span
 //! is dropped and counted. One exporter thread owns a small tokio runtime (the OTLP gRPC and
-//! HTTP clients need one for as long as they live), batches records, converts them to
-//! `SpanData` and hands each batch to an OpenTelemetry `SpanExporter`. Drops and export failures
-//! are logged at most once per [`LOG_INTERVAL`]. [`Pipeline::shutdown`] drains what is queued
-//! and exports it before the process exits.
+//! HTTP clients need one for as long as they live), batches records and hands each batch to a
+//! [`BatchExporter`]: the OTLP encoder and transport (`super::otlp`), or [`SdkExporter`], which
+//! converts to `SpanData` for any OpenTelemetry `SpanExporter`. Drops, failed exports and spans
+//! the receiver rejected are logged at most once per [`LOG_INTERVAL`]. [`Pipeline::shutdown`]
+//! drains what is queued and exports it before the process exits.
 //!
 //! The exporter thread does not wait on the queue (that would cost every request a wake-up
 //! system call): it sleeps until the batch deadline, and a request thread wakes it only when its
@@ -14,7 +15,7 @@
 use super::span::SpanRecord;
 use opentelemetry::InstrumentationScope;
 use opentelemetry_sdk::trace::SpanExporter;
-use opentelemetry_sdk::Resource;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
@@ -37,6 +38,58 @@ pub struct PipelineSettings {
     pub export_timeout: Duration,
 }
 
+/// Where the exporter thread sends batches. Runs on the exporter thread only (inside its tokio
+/// runtime), so implementations need not be `Send`.
+pub trait BatchExporter: 'static {
+    /// Exports one batch. `Ok(n)` means the receiver took it and rejected `n` spans of it (OTLP
+    /// partial success; 0 normally); `Err` means the whole batch is lost. The pipeline clears
+    /// `batch` afterwards, so an implementation may drain it.
+    fn export(&mut self, batch: &mut Vec<SpanRecord>) -> impl Future<Output = Result<u64, String>>;
+
+    /// Called once, after the last batch.
+    fn shutdown(&mut self, _timeout: Duration) {}
+}
+
+/// Adapts any OpenTelemetry SDK `SpanExporter` (stdout, Zipkin, an embedder's own) to the
+/// pipeline: records are converted to `SpanData` on the exporter thread.
+#[derive(Debug)]
+pub struct SdkExporter<E> {
+    exporter: E,
+    scope: InstrumentationScope,
+}
+
+impl<E: SpanExporter> SdkExporter<E> {
+    /// Wraps `exporter`, whose spans are reported under `scope`; `resource` is handed to it.
+    pub fn new(
+        mut exporter: E,
+        resource: &opentelemetry_sdk::Resource,
+        scope: InstrumentationScope,
+    ) -> Self {
+        exporter.set_resource(resource);
+        SdkExporter { exporter, scope }
+    }
+}
+
+impl<E: SpanExporter + 'static> BatchExporter for SdkExporter<E> {
+    async fn export(&mut self, batch: &mut Vec<SpanRecord>) -> Result<u64, String> {
+        let data = batch
+            .drain(..)
+            .map(|r| r.into_span_data(&self.scope))
+            .collect();
+        self.exporter
+            .export(data)
+            .await
+            .map(|()| 0)
+            .map_err(|e| e.to_string())
+    }
+
+    fn shutdown(&mut self, timeout: Duration) {
+        if let Err(e) = self.exporter.shutdown_with_timeout(timeout) {
+            tracing::warn!("span exporter shutdown: {e}");
+        }
+    }
+}
+
 /// Counters of the pipeline, readable at any time.
 #[derive(Debug, Default)]
 pub struct PipelineStats {
@@ -48,6 +101,8 @@ pub struct PipelineStats {
     pub exported: AtomicU64,
     /// Spans lost because an export call failed or timed out.
     pub export_failed: AtomicU64,
+    /// Spans the receiver accepted the batch of but reported as rejected (partial success).
+    pub rejected: AtomicU64,
 }
 
 /// The request threads' end of the pipeline. Cheap to clone.
@@ -118,16 +173,11 @@ pub struct Pipeline {
 
 impl Pipeline {
     /// Starts the exporter thread. `make_exporter` runs on that thread, inside its runtime (the
-    /// tonic client must be built there); its error is returned here, so a bad exporter setting
+    /// gRPC channel must be built there); its error is returned here, so a bad exporter setting
     /// fails start-up instead of losing every span later.
-    pub fn start<E, F>(
-        make_exporter: F,
-        resource: Resource,
-        scope: InstrumentationScope,
-        settings: PipelineSettings,
-    ) -> Result<Pipeline, String>
+    pub fn start<E, F>(make_exporter: F, settings: PipelineSettings) -> Result<Pipeline, String>
     where
-        E: SpanExporter + 'static,
+        E: BatchExporter,
         F: FnOnce() -> Result<E, String> + Send + 'static,
     {
         let (tx, rx) = mpsc::sync_channel(settings.max_queue_size.max(1));
@@ -147,7 +197,6 @@ impl Pipeline {
             stats: stats.clone(),
             shared: shared.clone(),
             settings,
-            scope,
         };
         let thread = std::thread::Builder::new()
             .name("span-exporter".into())
@@ -165,10 +214,7 @@ impl Pipeline {
                 let exporter = {
                     let _guard = rt.enter();
                     match make_exporter() {
-                        Ok(mut e) => {
-                            e.set_resource(&resource);
-                            e
-                        }
+                        Ok(e) => e,
                         Err(e) => {
                             let _ = ready_tx.send(Err(e));
                             return;
@@ -220,18 +266,17 @@ struct Worker {
     stats: Arc<PipelineStats>,
     shared: Arc<Shared>,
     settings: PipelineSettings,
-    scope: InstrumentationScope,
 }
 
 impl Worker {
-    fn run<E: SpanExporter>(self, rt: &tokio::runtime::Runtime, exporter: E) {
+    fn run<E: BatchExporter>(self, rt: &tokio::runtime::Runtime, mut exporter: E) {
         let max_batch = self.settings.max_export_batch_size.max(1);
         let mut batch: Vec<SpanRecord> = Vec::with_capacity(max_batch);
         let mut deadline = Instant::now() + self.settings.scheduled_delay;
         let mut reporter = Reporter::default();
         loop {
             // Take everything queued; full batches leave at once.
-            if self.take_queued(rt, &exporter, &mut batch, max_batch) {
+            if self.take_queued(rt, &mut exporter, &mut batch, max_batch) {
                 deadline = Instant::now() + self.settings.scheduled_delay;
             }
             if self.shared.stopping.load(Ordering::SeqCst) {
@@ -240,7 +285,7 @@ impl Worker {
             let now = Instant::now();
             if now >= deadline {
                 if !batch.is_empty() {
-                    self.export(rt, &exporter, &mut batch);
+                    self.export(rt, &mut exporter, &mut batch);
                 }
                 deadline = Instant::now() + self.settings.scheduled_delay;
                 reporter.report(&self.stats);
@@ -251,22 +296,20 @@ impl Worker {
             std::thread::park_timeout(deadline - now);
         }
         // Drain: everything queued before shutdown is exported.
-        self.take_queued(rt, &exporter, &mut batch, max_batch);
+        self.take_queued(rt, &mut exporter, &mut batch, max_batch);
         if !batch.is_empty() {
-            self.export(rt, &exporter, &mut batch);
+            self.export(rt, &mut exporter, &mut batch);
         }
         reporter.force_report(&self.stats);
-        if let Err(e) = exporter.shutdown_with_timeout(self.settings.export_timeout) {
-            tracing::warn!("span exporter shutdown: {e}");
-        }
+        exporter.shutdown(self.settings.export_timeout);
     }
 
     /// Moves every queued record into `batch`, exporting each batch that fills up.
     /// Returns true when at least one full batch was exported.
-    fn take_queued<E: SpanExporter>(
+    fn take_queued<E: BatchExporter>(
         &self,
         rt: &tokio::runtime::Runtime,
-        exporter: &E,
+        exporter: &mut E,
         batch: &mut Vec<SpanRecord>,
         max_batch: usize,
     ) -> bool {
@@ -282,23 +325,24 @@ impl Worker {
         exported
     }
 
-    fn export<E: SpanExporter>(
+    fn export<E: BatchExporter>(
         &self,
         rt: &tokio::runtime::Runtime,
-        exporter: &E,
+        exporter: &mut E,
         batch: &mut Vec<SpanRecord>,
     ) {
         let n = batch.len() as u64;
-        let data: Vec<_> = batch
-            .drain(..)
-            .map(|r| r.into_span_data(&self.scope))
-            .collect();
         let result = rt.block_on(async {
-            tokio::time::timeout(self.settings.export_timeout, exporter.export(data)).await
+            tokio::time::timeout(self.settings.export_timeout, exporter.export(batch)).await
         });
+        batch.clear();
         match result {
-            Ok(Ok(())) => {
-                self.stats.exported.fetch_add(n, Ordering::Relaxed);
+            Ok(Ok(rejected)) => {
+                let rejected = rejected.min(n);
+                self.stats
+                    .exported
+                    .fetch_add(n - rejected, Ordering::Relaxed);
+                self.stats.rejected.fetch_add(rejected, Ordering::Relaxed);
             }
             Ok(Err(e)) => {
                 self.stats.export_failed.fetch_add(n, Ordering::Relaxed);
@@ -315,12 +359,14 @@ impl Worker {
     }
 }
 
-/// Logs losses (queue overflow, failed exports) at most once per [`LOG_INTERVAL`].
+/// Logs losses (queue overflow, failed exports, rejected spans) at most once per
+/// [`LOG_INTERVAL`].
 #[derive(Default)]
 struct Reporter {
     last: Option<Instant>,
     dropped: u64,
     failed: u64,
+    rejected: u64,
 }
 
 impl Reporter {
@@ -334,22 +380,27 @@ impl Reporter {
     fn force_report(&mut self, stats: &PipelineStats) {
         let dropped = stats.dropped_queue_full.load(Ordering::Relaxed);
         let failed = stats.export_failed.load(Ordering::Relaxed);
-        if dropped > self.dropped || failed > self.failed {
+        let rejected = stats.rejected.load(Ordering::Relaxed);
+        if dropped > self.dropped || failed > self.failed || rejected > self.rejected {
             tracing::warn!(
-                "spans lost: {} dropped (queue full), {} in failed exports ({} and {} in total)",
+                "spans lost: {} dropped (queue full), {} in failed exports, {} rejected by the \
+                 receiver ({}, {} and {} in total)",
                 dropped - self.dropped,
                 failed - self.failed,
+                rejected - self.rejected,
                 dropped,
-                failed
+                failed,
+                rejected
             );
             self.dropped = dropped;
             self.failed = failed;
+            self.rejected = rejected;
         }
         self.last = Some(Instant::now());
     }
 }
 
-fn throttled_error(msg: std::fmt::Arguments<'_>) {
+pub(crate) fn throttled_error(msg: std::fmt::Arguments<'_>) {
     use std::sync::Mutex;
     static LAST: Mutex<Option<Instant>> = Mutex::new(None);
     let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());

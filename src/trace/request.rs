@@ -304,7 +304,6 @@ impl RequestTrace {
             start: self.start_wall,
             end: self.wall(Instant::now()),
             body: SpanBody::Server(Box::new(std::mem::take(&mut self.server))),
-            extra: Vec::new(),
         };
         tracer.submit(record);
     }
@@ -330,7 +329,6 @@ impl RequestTrace {
             start: self.wall(a.start),
             end: self.wall(end),
             body: SpanBody::Client(Box::new(fields)),
-            extra: Vec::new(),
         });
     }
 

@@ -2,8 +2,10 @@
 //! `SpanData`.
 //!
 //! A request thread fills typed fields (ids, instants, status, a few strings it already owns) and
-//! nothing more; attribute keys, events and the OTLP shape are built on the exporter thread by
-//! [`SpanRecord::into_span_data`]. Attribute names are the stable OpenTelemetry HTTP semantic
+//! nothing more; attribute keys, events and status are derived on the exporter thread through
+//! one view ([`SpanRecord::for_each_attribute`], [`SpanRecord::for_each_event`],
+//! [`SpanRecord::error_description`]) that both the OTLP encoder (`super::otlp`) and the
+//! `SpanData` conversion ([`SpanRecord::into_span_data`]) read. Attribute names are the stable OpenTelemetry HTTP semantic
 //! conventions (<https://opentelemetry.io/docs/specs/semconv/http/http-spans/>); the handful of
 //! tracegate-specific attributes live under the `tracegate.` namespace and are listed in README.
 
@@ -11,9 +13,10 @@ use super::w3c::{SpanId, TraceId};
 use opentelemetry::trace::{
     Event, SpanContext, SpanKind, Status, TraceFlags, TraceState as OtelTraceState,
 };
-use opentelemetry::{InstrumentationScope, KeyValue};
+use opentelemetry::{InstrumentationScope, KeyValue, Value};
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -35,8 +38,6 @@ pub struct SpanRecord {
     pub start: SystemTime,
     pub end: SystemTime,
     pub body: SpanBody,
-    /// Attributes added by an embedding application, appended as they are.
-    pub extra: Vec<KeyValue>,
 }
 
 /// What kind of span this is, with the fields that kind records.
@@ -95,16 +96,55 @@ pub struct ClientFields {
     pub first_byte_at: Option<SystemTime>,
 }
 
+/// One attribute value, borrowed from the record (or from a scratch buffer the record formatted
+/// it into). Both the OTLP encoder and the `SpanData` conversion read spans through this view, so
+/// the two outputs cannot disagree.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum AttrValue<'a> {
+    Str(&'a str),
+    Int(i64),
+    Bool(bool),
+    F64(f64),
+}
+
+/// The OpenTelemetry span kind of a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Server,
+    Client,
+}
+
+/// A span event: a name, a time and at most one attribute.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EventView {
+    pub name: &'static str,
+    pub time: SystemTime,
+}
+
 impl SpanRecord {
-    /// The span name: `{METHOD} {route}` for server spans (semconv: `{method} {http.route}`),
-    /// `{METHOD}` for client spans (semconv: no URL template is known at the edge).
-    pub fn name(&self) -> String {
+    /// The span kind.
+    pub fn kind(&self) -> Kind {
+        match self.body {
+            SpanBody::Server(_) => Kind::Server,
+            SpanBody::Client(_) => Kind::Client,
+        }
+    }
+
+    /// The span name in two parts: `{METHOD} {route}` for server spans (semconv: `{method}
+    /// {http.route}`), `{METHOD}` for client spans (semconv: no URL template is known at the
+    /// edge). Joined with one space when the second part is present.
+    pub fn name_parts(&self) -> (&str, Option<&str>) {
         match &self.body {
-            SpanBody::Server(s) => match &s.route {
-                Some(r) => format!("{} {}", s.method, r),
-                None => s.method.to_string(),
-            },
-            SpanBody::Client(c) => c.method.to_string(),
+            SpanBody::Server(s) => (s.method.as_str(), s.route.as_deref()),
+            SpanBody::Client(c) => (c.method.as_str(), None),
+        }
+    }
+
+    /// The span name as one string.
+    pub fn name(&self) -> String {
+        match self.name_parts() {
+            (m, Some(r)) => format!("{m} {r}"),
+            (m, None) => m.to_owned(),
         }
     }
 
@@ -117,10 +157,138 @@ impl SpanRecord {
         }
     }
 
-    /// Builds the OpenTelemetry span. Runs on the exporter thread.
+    /// `error.type`: the recorded failure class, else the status code when it marks a failure
+    /// (semconv: the status code is the error type when no better class is known).
+    fn error_type<'a>(&'a self, scratch: &'a mut String) -> Option<&'a str> {
+        let (recorded, failed_status) = match &self.body {
+            SpanBody::Server(s) => (
+                s.error_type.as_deref(),
+                Some(s.status).filter(|s| *s >= 500),
+            ),
+            SpanBody::Client(c) => (c.error_type.as_deref(), c.status.filter(|s| *s >= 400)),
+        };
+        if recorded.is_some() {
+            return recorded;
+        }
+        let status = failed_status?;
+        scratch.clear();
+        let _ = write!(scratch, "{status}");
+        Some(scratch.as_str())
+    }
+
+    /// The span status description when the status is Error, `None` when it is Unset. Client
+    /// spans describe the failure in words when they can; otherwise it is `error.type`.
+    pub fn error_description<'a>(&'a self, scratch: &'a mut String) -> Option<&'a str> {
+        if !self.is_error() {
+            return None;
+        }
+        if let SpanBody::Client(c) = &self.body {
+            if let Some(m) = &c.error_message {
+                return Some(m);
+            }
+        }
+        Some(self.error_type(scratch).unwrap_or("_OTHER"))
+    }
+
+    /// Calls `f` with each attribute, in a fixed order. Values that need formatting (addresses,
+    /// URLs, numbers as strings) are written into `scratch` first, so nothing is allocated once
+    /// `scratch` has grown to fit.
+    pub fn for_each_attribute(
+        &self,
+        scratch: &mut String,
+        mut f: impl FnMut(&'static str, AttrValue<'_>),
+    ) {
+        use AttrValue::{Bool, Int, Str, F64};
+        match &self.body {
+            SpanBody::Server(s) => {
+                f("http.request.method", Str(s.method.as_str()));
+                f("url.path", Str(&s.path));
+                f("url.scheme", Str(s.scheme));
+                if let Some(r) = &s.route {
+                    f("http.route", Str(r));
+                }
+                if s.status > 0 {
+                    f("http.response.status_code", Int(s.status.into()));
+                }
+                if let Some(a) = &s.server_address {
+                    f("server.address", Str(a));
+                }
+                if let Some(p) = s.server_port {
+                    f("server.port", Int(p.into()));
+                }
+                if let Some(a) = s.client_address {
+                    scratch.clear();
+                    let _ = write!(scratch, "{a}");
+                    f("client.address", Str(scratch));
+                }
+                if let Some(p) = s.client_port {
+                    f("client.port", Int(p.into()));
+                }
+                if let Some(ua) = &s.user_agent {
+                    f("user_agent.original", Str(ua));
+                }
+                f("network.protocol.version", Str(s.protocol_version));
+            }
+            SpanBody::Client(c) => {
+                f("http.request.method", Str(c.method.as_str()));
+                if let Some(b) = c.backend {
+                    scratch.clear();
+                    let _ = write!(scratch, "{}", b.ip());
+                    f("server.address", Str(scratch));
+                    f("server.port", Int(b.port().into()));
+                    scratch.clear();
+                    let _ = write!(scratch, "http://{b}{}", c.path);
+                    f("url.full", Str(scratch));
+                }
+                if let Some(u) = &c.upstream {
+                    f("tracegate.upstream", Str(u));
+                }
+                if let Some(s) = c.status {
+                    f("http.response.status_code", Int(s.into()));
+                }
+                if c.resend_count > 0 {
+                    f("http.request.resend_count", Int(c.resend_count.into()));
+                }
+                if let Some(r) = c.connection_reused {
+                    f("tracegate.upstream.connection_reused", Bool(r));
+                }
+                if let Some(d) = c.connect_duration {
+                    f("tracegate.upstream.connect_ms", F64(millis(d)));
+                }
+                if let Some(fb) = c.first_byte_at {
+                    let ttfb = fb.duration_since(self.start).unwrap_or_default();
+                    f("tracegate.upstream.ttfb_ms", F64(millis(ttfb)));
+                }
+            }
+        }
+        if let Some(e) = self.error_type(scratch) {
+            f("error.type", Str(e));
+        }
+    }
+
+    /// Calls `f` with each event, in time order: `upstream.connected` and
+    /// `upstream.first_byte` on client spans.
+    pub fn for_each_event(&self, mut f: impl FnMut(EventView)) {
+        if let SpanBody::Client(c) = &self.body {
+            if let Some(time) = c.connected_at {
+                f(EventView {
+                    name: "upstream.connected",
+                    time,
+                });
+            }
+            if let Some(time) = c.first_byte_at {
+                f(EventView {
+                    name: "upstream.first_byte",
+                    time,
+                });
+            }
+        }
+    }
+
+    /// Builds the OpenTelemetry SDK span, for exporters that take `SpanData` (stdout, or any
+    /// `SpanExporter` an embedding application brings). Runs on the exporter thread.
     pub fn into_span_data(self, scope: &InstrumentationScope) -> SpanData {
-        let name = self.name();
-        let is_error = self.is_error();
+        let mut scratch = String::new();
         let trace_state = self
             .tracestate
             .as_deref()
@@ -133,121 +301,26 @@ impl SpanRecord {
             false,
             trace_state,
         );
-        let mut attributes = Vec::with_capacity(12 + self.extra.len());
+        let mut attributes = Vec::with_capacity(14);
+        self.for_each_attribute(&mut scratch, |k, v| {
+            let value: Value = match v {
+                AttrValue::Str(s) => s.to_owned().into(),
+                AttrValue::Int(i) => i.into(),
+                AttrValue::Bool(b) => b.into(),
+                AttrValue::F64(x) => x.into(),
+            };
+            attributes.push(KeyValue::new(k, value));
+        });
         let mut events = SpanEvents::default();
-        let (kind, status) = match self.body {
-            SpanBody::Server(s) => {
-                let s = *s;
-                attributes.push(KeyValue::new("http.request.method", s.method.to_string()));
-                attributes.push(KeyValue::new("url.path", s.path));
-                attributes.push(KeyValue::new("url.scheme", s.scheme));
-                if let Some(r) = s.route {
-                    attributes.push(KeyValue::new("http.route", r.to_string()));
-                }
-                if s.status > 0 {
-                    attributes.push(KeyValue::new("http.response.status_code", s.status as i64));
-                }
-                if let Some(a) = s.server_address {
-                    attributes.push(KeyValue::new("server.address", a));
-                }
-                if let Some(p) = s.server_port {
-                    attributes.push(KeyValue::new("server.port", p as i64));
-                }
-                if let Some(a) = s.client_address {
-                    attributes.push(KeyValue::new("client.address", a.to_string()));
-                }
-                if let Some(p) = s.client_port {
-                    attributes.push(KeyValue::new("client.port", p as i64));
-                }
-                if let Some(ua) = s.user_agent {
-                    attributes.push(KeyValue::new("user_agent.original", ua));
-                }
-                attributes.push(KeyValue::new(
-                    "network.protocol.version",
-                    s.protocol_version,
-                ));
-                // semconv: error.type is the status code when no better class is known.
-                let error_type = s
-                    .error_type
-                    .or_else(|| (s.status >= 500).then(|| Cow::Owned(s.status.to_string())));
-                let status = if is_error {
-                    Status::error(error_type.clone().unwrap_or(Cow::Borrowed("_OTHER")))
-                } else {
-                    Status::Unset
-                };
-                if let Some(e) = error_type {
-                    attributes.push(KeyValue::new("error.type", e));
-                }
-                (SpanKind::Server, status)
-            }
-            SpanBody::Client(c) => {
-                let c = *c;
-                attributes.push(KeyValue::new("http.request.method", c.method.to_string()));
-                if let Some(b) = c.backend {
-                    attributes.push(KeyValue::new("server.address", b.ip().to_string()));
-                    attributes.push(KeyValue::new("server.port", b.port() as i64));
-                    attributes.push(KeyValue::new("url.full", format!("http://{b}{}", c.path)));
-                }
-                if let Some(u) = c.upstream {
-                    attributes.push(KeyValue::new("tracegate.upstream", u.to_string()));
-                }
-                if let Some(s) = c.status {
-                    attributes.push(KeyValue::new("http.response.status_code", s as i64));
-                }
-                if c.resend_count > 0 {
-                    attributes.push(KeyValue::new(
-                        "http.request.resend_count",
-                        c.resend_count as i64,
-                    ));
-                }
-                if let Some(r) = c.connection_reused {
-                    attributes.push(KeyValue::new("tracegate.upstream.connection_reused", r));
-                }
-                if let Some(d) = c.connect_duration {
-                    attributes.push(KeyValue::new("tracegate.upstream.connect_ms", millis(d)));
-                }
-                if let Some(fb) = c.first_byte_at {
-                    let ttfb = fb.duration_since(self.start).unwrap_or_default();
-                    attributes.push(KeyValue::new("tracegate.upstream.ttfb_ms", millis(ttfb)));
-                }
-                if let Some(at) = c.connected_at {
-                    events.events.push(Event::new(
-                        "upstream.connected",
-                        at,
-                        vec![KeyValue::new(
-                            "tracegate.upstream.connection_reused",
-                            c.connection_reused.unwrap_or(false),
-                        )],
-                        0,
-                    ));
-                }
-                if let Some(fb) = c.first_byte_at {
-                    events
-                        .events
-                        .push(Event::new("upstream.first_byte", fb, Vec::new(), 0));
-                }
-                let error_type = c.error_type.or_else(|| {
-                    c.status
-                        .filter(|s| *s >= 400)
-                        .map(|s| Cow::Owned(s.to_string()))
-                });
-                let status = if is_error {
-                    Status::error(
-                        c.error_message
-                            .map(Cow::Owned)
-                            .or_else(|| error_type.clone())
-                            .unwrap_or(Cow::Borrowed("_OTHER")),
-                    )
-                } else {
-                    Status::Unset
-                };
-                if let Some(e) = error_type {
-                    attributes.push(KeyValue::new("error.type", e));
-                }
-                (SpanKind::Client, status)
-            }
+        self.for_each_event(|e| {
+            events
+                .events
+                .push(Event::new(e.name, e.time, Vec::new(), 0));
+        });
+        let status = match self.error_description(&mut scratch) {
+            Some(d) => Status::error(d.to_owned()),
+            None => Status::Unset,
         };
-        attributes.extend(self.extra);
         SpanData {
             span_context,
             parent_span_id: self
@@ -255,8 +328,11 @@ impl SpanRecord {
                 .map(|p| opentelemetry::trace::SpanId::from_bytes(p.0))
                 .unwrap_or(opentelemetry::trace::SpanId::INVALID),
             parent_span_is_remote: self.parent_is_remote,
-            span_kind: kind,
-            name: Cow::Owned(name),
+            span_kind: match self.kind() {
+                Kind::Server => SpanKind::Server,
+                Kind::Client => SpanKind::Client,
+            },
+            name: Cow::Owned(self.name()),
             start_time: self.start,
             end_time: self.end,
             attributes,
@@ -289,11 +365,10 @@ mod tests {
             start: SystemTime::UNIX_EPOCH + Duration::from_secs(10),
             end: SystemTime::UNIX_EPOCH + Duration::from_secs(11),
             body,
-            extra: vec![],
         }
     }
 
-    fn attr<'a>(d: &'a SpanData, k: &str) -> Option<&'a opentelemetry::Value> {
+    fn attr<'a>(d: &'a SpanData, k: &str) -> Option<&'a Value> {
         d.attributes
             .iter()
             .find(|kv| kv.key.as_str() == k)
@@ -343,6 +418,6 @@ mod tests {
             attr(&d, "error.type").map(|v| v.as_str().into_owned()),
             Some("connection_refused".into())
         );
-        assert_eq!(attr(&d, "server.port"), Some(&opentelemetry::Value::I64(9)));
+        assert_eq!(attr(&d, "server.port"), Some(&Value::I64(9)));
     }
 }
