@@ -15,7 +15,7 @@
 //! `POST /v1/traces` with `Content-Type: application/x-protobuf`.
 
 use super::pipeline::{throttled_error, BatchExporter};
-use super::span::{AttrValue, EventView, Kind, SpanRecord};
+use super::span::{AttrScratch, AttrValue, EventView, Kind, SpanRecord};
 use bytes::{Buf, BufMut, Bytes};
 use opentelemetry::Value;
 use opentelemetry_sdk::Resource;
@@ -31,7 +31,12 @@ const FIXED32: u32 = 5;
 const FLAG_HAS_IS_REMOTE: u32 = 0x100;
 const FLAG_IS_REMOTE: u32 = 0x200;
 
+#[inline]
 fn put_varint(buf: &mut Vec<u8>, mut v: u64) {
+    if v < 0x80 {
+        buf.push(v as u8);
+        return;
+    }
     while v >= 0x80 {
         buf.push((v as u8) | 0x80);
         v >>= 7;
@@ -39,15 +44,18 @@ fn put_varint(buf: &mut Vec<u8>, mut v: u64) {
     buf.push(v as u8);
 }
 
+#[inline]
 fn varint_len(v: u64) -> usize {
     // 1 byte per started group of 7 bits; 0 takes one byte.
     (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
 }
 
+#[inline]
 fn put_tag(buf: &mut Vec<u8>, field: u32, wire: u32) {
     put_varint(buf, u64::from(field << 3 | wire));
 }
 
+#[inline]
 fn put_bytes(buf: &mut Vec<u8>, field: u32, b: &[u8]) {
     put_tag(buf, field, LEN);
     put_varint(buf, b.len() as u64);
@@ -55,11 +63,13 @@ fn put_bytes(buf: &mut Vec<u8>, field: u32, b: &[u8]) {
 }
 
 /// Length of a length-delimited field (one-byte tag) holding `len` bytes.
+#[inline]
 fn len_field(len: usize) -> usize {
     1 + varint_len(len as u64) + len
 }
 
 /// Length of an `AnyValue` message holding `v`.
+#[inline]
 fn any_value_len(v: AttrValue<'_>) -> usize {
     match v {
         AttrValue::Str(s) => len_field(s.len()),
@@ -69,6 +79,7 @@ fn any_value_len(v: AttrValue<'_>) -> usize {
     }
 }
 
+#[inline]
 fn put_any_value(buf: &mut Vec<u8>, v: AttrValue<'_>) {
     match v {
         AttrValue::Str(s) => put_bytes(buf, 1, s.as_bytes()),
@@ -88,6 +99,7 @@ fn put_any_value(buf: &mut Vec<u8>, v: AttrValue<'_>) {
 }
 
 /// Writes a `KeyValue` message as field `field` of the enclosing message.
+#[inline]
 fn put_key_value(buf: &mut Vec<u8>, field: u32, key: &str, v: AttrValue<'_>) {
     let any = any_value_len(v);
     put_tag(buf, field, LEN);
@@ -104,6 +116,7 @@ fn nanos(t: SystemTime) -> u64 {
         .as_nanos() as u64
 }
 
+#[inline]
 fn put_fixed64(buf: &mut Vec<u8>, field: u32, v: u64) {
     put_tag(buf, field, FIXED64);
     buf.extend_from_slice(&v.to_le_bytes());
@@ -142,7 +155,7 @@ pub struct OtlpEncoder {
     scope: Vec<u8>,
     spans: Vec<u8>,
     span: Vec<u8>,
-    scratch: String,
+    scratch: AttrScratch,
 }
 
 impl OtlpEncoder {
@@ -161,7 +174,7 @@ impl OtlpEncoder {
             scope: s,
             spans: Vec::new(),
             span: Vec::new(),
-            scratch: String::new(),
+            scratch: AttrScratch::default(),
         }
     }
 
@@ -191,7 +204,7 @@ impl OtlpEncoder {
 }
 
 /// Writes the body of one `Span` message.
-fn encode_span(r: &SpanRecord, buf: &mut Vec<u8>, scratch: &mut String) {
+fn encode_span(r: &SpanRecord, buf: &mut Vec<u8>, scratch: &mut AttrScratch) {
     put_bytes(buf, 1, &r.trace_id.0);
     put_bytes(buf, 2, &r.span_id.0);
     if let Some(ts) = r.tracestate.as_deref().filter(|s| !s.is_empty()) {

@@ -16,6 +16,7 @@ use opentelemetry::trace::{
 use opentelemetry::{InstrumentationScope, KeyValue, Value};
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
@@ -107,6 +108,60 @@ pub enum AttrValue<'a> {
     F64(f64),
 }
 
+/// Reusable buffers for formatting attribute values on the exporter thread: a scratch string,
+/// and the text forms of upstream backends (`server.address` and the `http://ip:port` prefix of
+/// `url.full`), formatted once per backend rather than once per span.
+#[derive(Debug, Default)]
+pub struct AttrScratch {
+    text: String,
+    backends: HashMap<SocketAddr, (Box<str>, Box<str>)>,
+}
+
+/// Backends whose text forms are kept; the cache starts over when it is full.
+const BACKEND_CACHE_MAX: usize = 1024;
+
+/// The cached text forms of backend `b`: its IP, and `http://ip:port`.
+fn backend_text(
+    cache: &mut HashMap<SocketAddr, (Box<str>, Box<str>)>,
+    b: SocketAddr,
+) -> (&str, &str) {
+    if !cache.contains_key(&b) {
+        if cache.len() >= BACKEND_CACHE_MAX {
+            cache.clear();
+        }
+        let mut ip = String::new();
+        push_ip(&mut ip, b.ip());
+        let base = format!("http://{b}");
+        cache.insert(b, (ip.into(), base.into()));
+    }
+    let (ip, base) = &cache[&b];
+    (ip, base)
+}
+
+/// Appends the text form of `ip` (dotted quad for IPv4, RFC 5952 for IPv6).
+fn push_ip(out: &mut String, ip: IpAddr) {
+    match ip {
+        // The common case without the formatting machinery: four decimal octets.
+        IpAddr::V4(v4) => {
+            for (i, o) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                if o >= 100 {
+                    out.push(char::from(b'0' + o / 100));
+                }
+                if o >= 10 {
+                    out.push(char::from(b'0' + o / 10 % 10));
+                }
+                out.push(char::from(b'0' + o % 10));
+            }
+        }
+        IpAddr::V6(v6) => {
+            let _ = write!(out, "{v6}");
+        }
+    }
+}
+
 /// The OpenTelemetry span kind of a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -178,7 +233,7 @@ impl SpanRecord {
 
     /// The span status description when the status is Error, `None` when it is Unset. Client
     /// spans describe the failure in words when they can; otherwise it is `error.type`.
-    pub fn error_description<'a>(&'a self, scratch: &'a mut String) -> Option<&'a str> {
+    pub fn error_description<'a>(&'a self, scratch: &'a mut AttrScratch) -> Option<&'a str> {
         if !self.is_error() {
             return None;
         }
@@ -187,7 +242,7 @@ impl SpanRecord {
                 return Some(m);
             }
         }
-        Some(self.error_type(scratch).unwrap_or("_OTHER"))
+        Some(self.error_type(&mut scratch.text).unwrap_or("_OTHER"))
     }
 
     /// Calls `f` with each attribute, in a fixed order. Values that need formatting (addresses,
@@ -195,7 +250,7 @@ impl SpanRecord {
     /// `scratch` has grown to fit.
     pub fn for_each_attribute(
         &self,
-        scratch: &mut String,
+        scratch: &mut AttrScratch,
         mut f: impl FnMut(&'static str, AttrValue<'_>),
     ) {
         use AttrValue::{Bool, Int, Str, F64};
@@ -217,9 +272,9 @@ impl SpanRecord {
                     f("server.port", Int(p.into()));
                 }
                 if let Some(a) = s.client_address {
-                    scratch.clear();
-                    let _ = write!(scratch, "{a}");
-                    f("client.address", Str(scratch));
+                    scratch.text.clear();
+                    push_ip(&mut scratch.text, a);
+                    f("client.address", Str(&scratch.text));
                 }
                 if let Some(p) = s.client_port {
                     f("client.port", Int(p.into()));
@@ -232,13 +287,14 @@ impl SpanRecord {
             SpanBody::Client(c) => {
                 f("http.request.method", Str(c.method.as_str()));
                 if let Some(b) = c.backend {
-                    scratch.clear();
-                    let _ = write!(scratch, "{}", b.ip());
-                    f("server.address", Str(scratch));
+                    let AttrScratch { text, backends } = scratch;
+                    let (ip, base) = backend_text(backends, b);
+                    f("server.address", Str(ip));
                     f("server.port", Int(b.port().into()));
-                    scratch.clear();
-                    let _ = write!(scratch, "http://{b}{}", c.path);
-                    f("url.full", Str(scratch));
+                    text.clear();
+                    text.push_str(base);
+                    text.push_str(&c.path);
+                    f("url.full", Str(text));
                 }
                 if let Some(u) = &c.upstream {
                     f("tracegate.upstream", Str(u));
@@ -261,7 +317,7 @@ impl SpanRecord {
                 }
             }
         }
-        if let Some(e) = self.error_type(scratch) {
+        if let Some(e) = self.error_type(&mut scratch.text) {
             f("error.type", Str(e));
         }
     }
@@ -288,7 +344,7 @@ impl SpanRecord {
     /// Builds the OpenTelemetry SDK span, for exporters that take `SpanData` (stdout, or any
     /// `SpanExporter` an embedding application brings). Runs on the exporter thread.
     pub fn into_span_data(self, scope: &InstrumentationScope) -> SpanData {
-        let mut scratch = String::new();
+        let mut scratch = AttrScratch::default();
         let trace_state = self
             .tracestate
             .as_deref()
@@ -373,6 +429,24 @@ mod tests {
             .iter()
             .find(|kv| kv.key.as_str() == k)
             .map(|kv| &kv.value)
+    }
+
+    #[test]
+    fn ip_text_matches_display() {
+        // (address, reason)
+        let cases = [
+            ("0.0.0.0", "all zero octets"),
+            ("255.255.255.255", "three-digit octets"),
+            ("10.0.20.100", "one, two and three digits"),
+            ("2001:db8::7", "IPv6 goes through Display"),
+            ("::ffff:10.0.0.1", "IPv4-mapped IPv6"),
+        ];
+        for (a, why) in cases {
+            let ip: IpAddr = a.parse().unwrap();
+            let mut out = String::new();
+            push_ip(&mut out, ip);
+            assert_eq!(out, ip.to_string(), "{why}");
+        }
     }
 
     #[test]
