@@ -86,10 +86,12 @@ pub fn run(config: Config) -> Result<(), StartError> {
         }
         use std::sync::atomic::Ordering::Relaxed;
         log::info!(
-            "stopped: {} spans exported, {} dropped (queue full), {} in failed exports",
+            "stopped: {} spans exported, {} dropped (queue full), {} in failed exports, {} \
+             rejected by the receiver",
             stats.exported.load(Relaxed),
             stats.dropped_queue_full.load(Relaxed),
-            stats.export_failed.load(Relaxed)
+            stats.export_failed.load(Relaxed),
+            stats.rejected.load(Relaxed)
         );
     }
     Ok(())

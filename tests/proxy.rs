@@ -545,6 +545,33 @@ fn spans_queued_at_sigterm_are_flushed_before_exit() {
     );
 }
 
+/// OTLP partial success (the receiver took the batch but refused some spans) is not a failed
+/// export: the spans are counted as rejected, the receiver's message is logged, and requests are
+/// unaffected. Both transports carry it in the response body.
+#[test]
+fn spans_rejected_by_the_receiver_are_counted_and_logged() {
+    for (rx, protocol) in [
+        (OtlpReceiver::grpc(), "grpc"),
+        (OtlpReceiver::http(), "http/protobuf"),
+    ] {
+        rx.reject_all_spans("over quota");
+        let up = Upstream::start("b1");
+        let mut proxy = Proxy::start(&config(&rx, protocol, &one_upstream(&up)));
+        for _ in 0..3 {
+            assert_eq!(http_get(&proxy.addr(), "/", &[]).status, 200, "{protocol}");
+        }
+        rx.wait_for_spans(6, WAIT);
+        proxy.wait_for_log("rejected 6 spans: over quota", WAIT);
+        proxy.sigterm();
+        assert!(proxy.wait_exit(WAIT).expect("exits").success());
+        let logs = proxy.logs();
+        assert!(
+            logs.contains("stopped: 0 spans exported, 0 dropped (queue full), 0 in failed exports, 6 rejected by the receiver"),
+            "{protocol}:\n{logs}"
+        );
+    }
+}
+
 #[test]
 fn a_dead_collector_never_blocks_requests() {
     let up = Upstream::start("b1");

@@ -34,7 +34,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
 use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use prost::Message;
@@ -348,9 +348,31 @@ struct ReceiverState {
     /// Transport headers (gRPC metadata or HTTP headers) of each export call.
     headers: Vec<Vec<(String, String)>>,
     spans: Vec<ReceivedSpan>,
+    /// When set, every export is answered with an OTLP partial success rejecting all of its
+    /// spans, with this message.
+    reject_with: Option<String>,
 }
 
 impl ReceiverState {
+    /// The response to an export of `req`: empty, or a partial success rejecting every span.
+    fn response(&self, req: &ExportTraceServiceRequest) -> ExportTraceServiceResponse {
+        let n: usize = req
+            .resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .map(|s| s.spans.len())
+            .sum();
+        ExportTraceServiceResponse {
+            partial_success: self
+                .reject_with
+                .as_ref()
+                .map(|m| ExportTracePartialSuccess {
+                    rejected_spans: n as i64,
+                    error_message: m.clone(),
+                }),
+        }
+    }
+
     fn record(&mut self, req: ExportTraceServiceRequest, headers: Vec<(String, String)>) {
         for rs in &req.resource_spans {
             for ss in &rs.scope_spans {
@@ -377,10 +399,10 @@ impl TraceService for GrpcTraceSink {
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
         let headers = header_pairs(&request.metadata().clone().into_headers());
-        lock(&self.state).record(request.into_inner(), headers);
-        Ok(tonic::Response::new(ExportTraceServiceResponse {
-            partial_success: None,
-        }))
+        let mut st = lock(&self.state);
+        let resp = st.response(request.get_ref());
+        st.record(request.into_inner(), headers);
+        Ok(tonic::Response::new(resp))
     }
 }
 
@@ -453,6 +475,12 @@ impl OtlpReceiver {
     /// `127.0.0.1:PORT`.
     pub fn addr(&self) -> String {
         self.addr.to_string()
+    }
+
+    /// From now on, answers every export with an OTLP partial success that rejects all of its
+    /// spans (as a backend over quota or refusing old spans does), with `message`.
+    pub fn reject_all_spans(&self, message: &str) {
+        lock(&self.state).reject_with = Some(message.to_owned());
     }
 
     /// Snapshot of every span received so far, in arrival order.
@@ -584,11 +612,12 @@ async fn handle_otlp_http(
         Ok(d) => d,
         Err(e) => return simple_response(StatusCode::BAD_REQUEST, format!("decode error: {e}")),
     };
-    lock(&state).record(decoded, headers);
-    let out = ExportTraceServiceResponse {
-        partial_success: None,
-    }
-    .encode_to_vec();
+    let out = {
+        let mut st = lock(&state);
+        let resp = st.response(&decoded);
+        st.record(decoded, headers);
+        resp.encode_to_vec()
+    };
     let mut resp = simple_response(StatusCode::OK, out);
     resp.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
