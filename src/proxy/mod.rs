@@ -338,8 +338,17 @@ impl ProxyHttp for TracegateProxy {
     }
 
     /// Pingora's own error line is replaced by the one `logging` writes for upstream failures
-    /// (which carries the route, backend and trace id).
+    /// (which carries the route, backend and trace id). A client that closes its connection
+    /// while its request is in flight is not an error of the proxy (nginx logs it at `info` as
+    /// "client prematurely closed connection"), so it is not logged either.
     fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, error: &Error) -> bool {
-        error.esource() == &ErrorSource::Upstream
+        match error.esource() {
+            ErrorSource::Upstream => true,
+            ErrorSource::Downstream => matches!(
+                error.etype(),
+                ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError
+            ),
+            _ => false,
+        }
     }
 }
