@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 use tracegate::trace::{
     hooks, start_pipeline, ExporterProtocol, ExporterSettings, PipelineSettings, RequestTrace,
-    TelemetrySettings, Tracer,
+    TelemetrySettings, TraceOptions, Tracer,
 };
 
 struct MyProxy {
@@ -95,6 +95,19 @@ impl ProxyHttp for MyProxy {
         Ok(())
     }
 
+    // Tell the caller its trace id (`traceresponse`), as configured in the tracer's options.
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        if let Some(t) = ctx {
+            hooks::response(t, &self.tracer, upstream_response)?;
+        }
+        Ok(())
+    }
+
     fn upstream_response_body_filter(
         &self,
         _session: &mut Session,
@@ -155,10 +168,15 @@ fn main() {
             scheduled_delay: Duration::from_secs(1),
             export_timeout: Duration::from_secs(30),
         },
+        options: TraceOptions {
+            traceresponse: true,
+            ..TraceOptions::default()
+        },
     };
     // Start the pipeline before the server, and keep it until the server has stopped.
     let pipeline = start_pipeline(&settings).expect("span pipeline");
-    let tracer = Tracer::new(pipeline.as_ref().map(|p| p.sink()));
+    let tracer =
+        Tracer::new(pipeline.as_ref().map(|p| p.sink())).with_options(settings.options.clone());
 
     let mut server = Server::new(None).expect("server");
     server.bootstrap();

@@ -41,7 +41,8 @@ pub fn resolve_listeners(addrs: &[SocketAddr]) -> Result<Vec<SocketAddr>, StartE
 pub fn run(config: Config) -> Result<(), StartError> {
     let listen = resolve_listeners(&config.listen)?;
     let pipeline = start_pipeline(&config.telemetry).map_err(StartError)?;
-    let tracer = Tracer::new(pipeline.as_ref().map(|p| p.sink()));
+    let tracer = Tracer::new(pipeline.as_ref().map(|p| p.sink()))
+        .with_options(config.telemetry.options.clone());
     let t = &config.telemetry;
     log::info!(
         "exporting spans: {}{}{} (service.name={})",

@@ -4,7 +4,10 @@
 
 mod common;
 
-use common::{dead_addr, http_get, run_check, OtlpReceiver, Proxy, ReceivedSpan, Upstream};
+use common::{
+    dead_addr, http_get, run_check, OtlpReceiver, Proxy, ReceivedSpan, Upstream,
+    UPSTREAM_TRACERESPONSE,
+};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -351,6 +354,95 @@ fn no_matching_route_is_404_with_a_span() {
     );
     assert!(client_spans(&spans).is_empty());
     assert!(up.requests().is_empty());
+}
+
+/// With `traceresponse` and `trace_id_header` configured, every response carries the trace id
+/// the caller can quote: proxied ones (replacing an upstream's own `traceresponse`), the
+/// proxy's 404 and its 502. `traceresponse` names the exported SERVER span (W3C Trace Context
+/// Level 2 `traceresponse`: version-trace-id-child-id-flags).
+#[test]
+fn responses_carry_the_trace_id_when_configured() {
+    let rx = OtlpReceiver::grpc();
+    let up = Upstream::start("b1");
+    let dead = dead_addr();
+    let body = format!(
+        r#"routes:
+  - name: dead
+    match: {{ path_prefix: /dead }}
+    upstream: dead
+  - name: app
+    match: {{ path_prefix: /app }}
+    upstream: app
+upstreams:
+  dead: {{ backends: ["{dead}"] }}
+  app: {{ backends: ["{}"] }}
+"#,
+        up.addr()
+    );
+    let cfg = config(&rx, "grpc", &body).replace(
+        "  service_name: tracegate-test\n",
+        "  service_name: tracegate-test\n  traceresponse: true\n  trace_id_header: X-Trace-Id\n",
+    );
+    let proxy = Proxy::start(&cfg);
+    // (path, status, reason)
+    let cases = [
+        ("/app/x", 200, "a proxied response"),
+        (
+            "/app/upstream-traceresponse",
+            200,
+            "an upstream's own traceresponse is replaced by ours",
+        ),
+        ("/nothing", 404, "the proxy's own 404"),
+        ("/dead", 502, "the proxy's own 502"),
+    ];
+    let mut seen = Vec::new();
+    for (path, status, why) in cases {
+        let resp = http_get(&proxy.addr(), path, &[]);
+        assert_eq!(resp.status, status, "{why}");
+        let tr = resp
+            .header("traceresponse")
+            .unwrap_or_else(|| panic!("{why}: no traceresponse in {:?}", resp.headers))
+            .to_owned();
+        let parts: Vec<&str> = tr.split('-').collect();
+        assert_eq!(parts.len(), 4, "{why}: {tr}");
+        assert_eq!((parts[0], parts[3]), ("00", "03"), "{why}: {tr}");
+        assert_eq!(resp.header("x-trace-id"), Some(parts[1]), "{why}");
+        assert_eq!(
+            resp.headers
+                .iter()
+                .filter(|(n, _)| n == "traceresponse")
+                .count(),
+            1,
+            "{why}: one traceresponse, ours"
+        );
+        seen.push((parts[1].to_owned(), parts[2].to_owned(), why));
+    }
+    // 4 SERVER spans and 3 CLIENT spans (the 404 has none).
+    let spans = rx.wait_for_spans(7, WAIT);
+    for (trace_id, span_id, why) in seen {
+        let server = spans
+            .iter()
+            .find(|s| s.is_server() && s.span_id == span_id)
+            .unwrap_or_else(|| panic!("{why}: no SERVER span {span_id} in {spans:#?}"));
+        assert_eq!(server.trace_id, trace_id, "{why}");
+    }
+}
+
+#[test]
+fn no_trace_response_headers_by_default() {
+    let rx = OtlpReceiver::grpc();
+    let up = Upstream::start("b1");
+    let proxy = Proxy::start(&config(&rx, "grpc", &one_upstream(&up)));
+    let resp = http_get(&proxy.addr(), "/", &[]);
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.header("traceresponse"), None);
+    assert_eq!(resp.header("x-trace-id"), None);
+    let resp = http_get(&proxy.addr(), "/upstream-traceresponse", &[]);
+    assert_eq!(
+        resp.header("traceresponse"),
+        Some(UPSTREAM_TRACERESPONSE),
+        "not configured: an upstream's traceresponse passes through untouched"
+    );
 }
 
 #[test]

@@ -32,6 +32,8 @@ pub struct FileServer {
 #[serde(deny_unknown_fields)]
 pub struct FileTelemetry {
     pub service_name: Option<String>,
+    pub traceresponse: Option<bool>,
+    pub trace_id_header: Option<String>,
     #[serde(default)]
     pub exporter: FileExporter,
     #[serde(default)]

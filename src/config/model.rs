@@ -8,6 +8,7 @@ use super::{ConfigError, Env};
 use crate::routing::{Route, RouteAction, Router};
 use crate::trace::exporter::{ExporterProtocol, ExporterSettings, TelemetrySettings};
 use crate::trace::pipeline::PipelineSettings;
+use crate::trace::TraceOptions;
 use crate::upstream::UpstreamTimeouts;
 use bytes::Bytes;
 use std::collections::HashMap;
@@ -20,6 +21,9 @@ pub mod defaults {
 
     /// `telemetry.service_name`: the OpenTelemetry `service.name` of the proxy's spans.
     pub const SERVICE_NAME: &str = "tracegate";
+    /// `telemetry.traceresponse`: off, because it tells every client the trace id and the
+    /// proxy's span id; an operator turns it on knowing that.
+    pub const TRACERESPONSE: bool = false;
     /// `telemetry.exporter.endpoint` for `grpc` (the OTLP default port).
     pub const GRPC_ENDPOINT: &str = "http://localhost:4317";
     /// `telemetry.exporter.endpoint` for `http/protobuf` (OTLP default port and path).
@@ -148,6 +152,31 @@ fn parse_protocol(s: &str) -> Result<ExporterProtocol, String> {
             "unknown protocol {other:?}: expected grpc, http/protobuf, stdout or none"
         )),
     }
+}
+
+/// A header name the proxy may set on responses: a valid token, compared lower-case, and not
+/// one whose meaning belongs to HTTP framing or to the tracing headers themselves.
+fn response_header_name(name: &str) -> Result<http::HeaderName, String> {
+    let lower = name.trim().to_ascii_lowercase();
+    let h = http::HeaderName::from_bytes(lower.as_bytes())
+        .map_err(|_| format!("{name:?} is not a valid header name"))?;
+    const RESERVED: [&str; 9] = [
+        "connection",
+        "content-length",
+        "content-type",
+        "transfer-encoding",
+        "set-cookie",
+        "traceparent",
+        "tracestate",
+        "traceresponse",
+        "upgrade",
+    ];
+    if RESERVED.contains(&h.as_str()) {
+        return Err(format!(
+            "{name:?} is reserved; pick a name of your own, e.g. x-trace-id"
+        ));
+    }
+    Ok(h)
 }
 
 fn check_endpoint(s: &str) -> Result<(), String> {
@@ -415,6 +444,12 @@ fn telemetry(c: &Ctx<'_>, f: &FileConfig, env: &dyn Env) -> Result<TelemetrySett
     // The batch can never be larger than the queue (OpenTelemetry SDK spec, batching processor).
     batch.max_export_batch_size = batch.max_export_batch_size.min(batch.max_queue_size);
 
+    let trace_id_header = match &t.trace_id_header {
+        None => None,
+        Some(name) => {
+            Some(response_header_name(name).map_err(|r| c.err("telemetry.trace_id_header", r))?)
+        }
+    };
     Ok(TelemetrySettings {
         service_name,
         exporter: ExporterSettings {
@@ -423,6 +458,10 @@ fn telemetry(c: &Ctx<'_>, f: &FileConfig, env: &dyn Env) -> Result<TelemetrySett
             timeout,
         },
         batch,
+        options: TraceOptions {
+            traceresponse: t.traceresponse.unwrap_or(defaults::TRACERESPONSE),
+            trace_id_header,
+        },
     })
 }
 
@@ -664,6 +703,9 @@ upstreams:
             ("listen: [\"127.0.0.1:1\"]\ntelemetry: {exporter: {protocol: zipkin}}\n", "telemetry.exporter.protocol", "unknown protocol", "unknown exporter protocol"),
             ("listen: [\"127.0.0.1:1\"]\ntelemetry: {exporter: {protocol: grpc, endpoint: \"127.0.0.1:4317\"}}\n", "telemetry.exporter.endpoint", "scheme", "endpoint without scheme"),
             ("listen: [\"127.0.0.1:1\"]\ntelemetry: {exporter: {protocol: grpc, endpoint: \"https://collector:4317\"}}\n", "telemetry.exporter.endpoint", "TLS", "https is refused at load, not on every export"),
+            ("listen: [\"127.0.0.1:1\"]\ntelemetry: {trace_id_header: \"x trace\"}\n", "telemetry.trace_id_header", "not a valid header name", "a space is not a token character"),
+            ("listen: [\"127.0.0.1:1\"]\ntelemetry: {trace_id_header: Content-Length}\n", "telemetry.trace_id_header", "reserved", "framing headers are not ours to set"),
+            ("listen: [\"127.0.0.1:1\"]\ntelemetry: {traceresponse: maybe}\n", "telemetry.traceresponse", "", "not a boolean"),
             ("listen: [\"127.0.0.1:1\"]\nroutes: [{name: a, respond: {}}, {name: a, respond: {}}]\n", "routes[1].name", "used twice", "duplicate route name"),
             ("listen: [\"127.0.0.1:1\"]\nroutes: [{name: a, match: {path_prefix: api}, respond: {}}]\n", "routes[0].match.path_prefix", "must start with '/'", "relative prefix"),
             ("listen: [\"127.0.0.1:1\"]\nroutes: [{name: a}]\n", "routes[0]", "needs an action", "route without action"),

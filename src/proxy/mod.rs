@@ -66,11 +66,21 @@ impl TracegateProxy {
     }
 }
 
-/// Writes a complete response with a plain-text body.
-async fn respond(session: &mut Session, status: u16, body: Bytes) -> Result<()> {
-    let mut resp = ResponseHeader::build(status, Some(3))?;
+/// Writes a complete response of the proxy's own (a `respond` route, 404, an upstream
+/// failure) with a plain-text body and the trace response headers.
+async fn respond(
+    session: &mut Session,
+    status: u16,
+    body: Bytes,
+    trace: Option<&RequestTrace>,
+    tracer: &Tracer,
+) -> Result<()> {
+    let mut resp = ResponseHeader::build(status, Some(4))?;
     resp.insert_header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
     resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
+    if let Some(t) = trace {
+        hooks::response(t, tracer, &mut resp)?;
+    }
     let head_only = session.req_header().method == http::Method::HEAD;
     session
         .write_response_header(Box::new(resp), head_only || body.is_empty())
@@ -118,6 +128,8 @@ impl ProxyHttp for TracegateProxy {
                 session,
                 404,
                 Bytes::from_static(b"404 Not Found: no route matches this request\n"),
+                ctx.trace.as_ref(),
+                &self.tracer,
             )
             .await?;
             return Ok(true);
@@ -129,7 +141,14 @@ impl ProxyHttp for TracegateProxy {
         }
         match &route.action {
             RouteAction::Respond { status, body } => {
-                respond(session, *status, body.clone()).await?;
+                respond(
+                    session,
+                    *status,
+                    body.clone(),
+                    ctx.trace.as_ref(),
+                    &self.tracer,
+                )
+                .await?;
                 Ok(true)
             }
             RouteAction::Proxy { .. } => Ok(false),
@@ -226,6 +245,20 @@ impl ProxyHttp for TracegateProxy {
         Ok(())
     }
 
+    /// Runs before the upstream's response head goes downstream: adds the trace response
+    /// headers (`traceresponse`, the trace-id header) when configured.
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some(t) = &ctx.trace {
+            hooks::response(t, &self.tracer, upstream_response)?;
+        }
+        Ok(())
+    }
+
     /// Runs for each chunk of the upstream body; the last one ends the CLIENT span's timing.
     fn upstream_response_body_filter(
         &self,
@@ -287,7 +320,7 @@ impl ProxyHttp for TracegateProxy {
         &self,
         session: &mut Session,
         e: &Error,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
     ) -> FailToProxy {
         let code = match (e.etype(), e.esource()) {
             (ErrorType::HTTPStatus(code), _) => *code,
@@ -301,7 +334,12 @@ impl ProxyHttp for TracegateProxy {
             _ => 500,
         };
         if code > 0 {
-            if let Err(err) = session.respond_error(code).await {
+            let reason = http::StatusCode::from_u16(code)
+                .ok()
+                .and_then(|c| c.canonical_reason())
+                .unwrap_or("Error");
+            let body = Bytes::from(format!("{code} {reason}\n"));
+            if let Err(err) = respond(session, code, body, ctx.trace.as_ref(), &self.tracer).await {
                 log::debug!("cannot send the error response downstream: {err}");
             }
         }

@@ -55,6 +55,8 @@ pub struct TelemetrySettings {
     pub service_name: String,
     pub exporter: ExporterSettings,
     pub batch: PipelineSettings,
+    /// What the request path does with trace context (response headers, ...).
+    pub options: super::request::TraceOptions,
 }
 
 /// The exporters tracegate can drive, behind one type so the pipeline is not generic over them.

@@ -11,6 +11,7 @@
 //! | `upstream_request_filter`       | [`inject`]               |
 //! | `upstream_response_filter`      | [`upstream_response`]    |
 //! | `upstream_response_body_filter` | [`upstream_body`]        |
+//! | `response_filter` (and the proxy's own responses) | [`response`] |
 //! | `fail_to_connect`, `error_while_proxy` | [`attempt_error`] |
 //! | `logging`                       | [`finish`]               |
 
@@ -59,6 +60,23 @@ pub fn inject(trace: &RequestTrace, upstream_request: &mut RequestHeader) -> pin
         upstream_request.insert_header(TRACESTATE.clone(), ts)?;
     }
     Ok(())
+}
+
+/// Adds the response headers the tracer's options ask for (`traceresponse`, a trace-id
+/// header) to a response going downstream, replacing any an upstream sent. Call it in
+/// `response_filter`, and wherever the proxy writes its own responses.
+pub fn response(
+    trace: &RequestTrace,
+    tracer: &Tracer,
+    resp: &mut ResponseHeader,
+) -> pingora::Result<()> {
+    let mut result = Ok(());
+    trace.response_headers(tracer.options(), |name, value| {
+        if result.is_ok() {
+            result = resp.insert_header(name.clone(), value).map(|_| ());
+        }
+    });
+    result
 }
 
 /// Records the upstream response header (time to first byte, status).

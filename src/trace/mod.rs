@@ -15,4 +15,4 @@ pub mod w3c;
 
 pub use exporter::{start_pipeline, ExporterProtocol, ExporterSettings, TelemetrySettings};
 pub use pipeline::{BatchExporter, Pipeline, PipelineSettings, SdkExporter, SpanSink};
-pub use request::{RequestInfo, RequestTrace, Tracer};
+pub use request::{RequestInfo, RequestTrace, TraceOptions, Tracer};

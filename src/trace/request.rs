@@ -24,16 +24,46 @@ pub static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 /// The `tracestate` header name.
 pub static TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 
-/// The shared, per-process part of the tracing plugin: where finished spans go.
+/// The W3C Trace Context Level 2 `traceresponse` response header name.
+pub static TRACERESPONSE: HeaderName = HeaderName::from_static("traceresponse");
+
+/// Per-process choices about what the request path does with trace context.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TraceOptions {
+    /// Send `traceresponse: 00-{trace-id}-{server span id}-{flags}` on every response (W3C
+    /// Trace Context Level 2, §3.4 "traceresponse" draft), so a caller learns the trace id.
+    pub traceresponse: bool,
+    /// A response header carrying the 32-hex trace id alone (e.g. `x-trace-id`), for support
+    /// desks and clients that do not speak W3C.
+    pub trace_id_header: Option<HeaderName>,
+}
+
+/// The shared, per-process part of the tracing plugin: where finished spans go, and the
+/// [`TraceOptions`].
 #[derive(Clone, Debug, Default)]
 pub struct Tracer {
     sink: Option<SpanSink>,
+    options: Arc<TraceOptions>,
 }
 
 impl Tracer {
     /// A tracer that records spans into `sink`; `None` propagates context but records nothing.
     pub fn new(sink: Option<SpanSink>) -> Self {
-        Tracer { sink }
+        Tracer {
+            sink,
+            options: Arc::default(),
+        }
+    }
+
+    /// The same tracer with `options`.
+    pub fn with_options(mut self, options: TraceOptions) -> Self {
+        self.options = Arc::new(options);
+        self
+    }
+
+    /// The tracer's options.
+    pub fn options(&self) -> &TraceOptions {
+        &self.options
     }
 
     /// True when spans are recorded.
@@ -284,6 +314,29 @@ impl RequestTrace {
         }
     }
 
+    /// The response headers `options` ask for: `traceresponse` naming this request's SERVER
+    /// span, and/or the bare trace id under the configured name. Calls `f` for each.
+    pub fn response_headers(
+        &self,
+        options: &TraceOptions,
+        mut f: impl FnMut(&HeaderName, http::HeaderValue),
+    ) {
+        if options.traceresponse {
+            let v = format_traceparent(&self.trace_id, &self.span_id, self.flags);
+            f(
+                &TRACERESPONSE,
+                http::HeaderValue::from_bytes(&v).expect("traceresponse is ASCII"),
+            );
+        }
+        if let Some(name) = &options.trace_id_header {
+            let hex = self.trace_id.to_hex();
+            f(
+                name,
+                http::HeaderValue::from_str(&hex).expect("hex is a valid header value"),
+            );
+        }
+    }
+
     /// Finishes the request: ends an open attempt and the SERVER span, and hands the spans to
     /// the tracer. `status` is what was written downstream (0 for none); `error_type` names a
     /// failure that has no status (e.g. the client went away).
@@ -413,6 +466,48 @@ mod tests {
             "the parent-id is ours now"
         );
         assert_eq!(out.get("tracestate").unwrap(), "rojo=1");
+    }
+
+    #[test]
+    fn response_headers_name_the_server_span() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+                .parse()
+                .unwrap(),
+        );
+        let uri: http::Uri = "/".parse().unwrap();
+        let t = RequestTrace::start(&info(&h, &uri, &http::Method::GET));
+        // (options, expected headers, reason)
+        let cases = [
+            (TraceOptions::default(), vec![], "nothing unless configured"),
+            (
+                TraceOptions {
+                    traceresponse: true,
+                    trace_id_header: Some(HeaderName::from_static("x-trace-id")),
+                },
+                vec![
+                    (
+                        "traceresponse",
+                        format!(
+                            "00-4bf92f3577b34da6a3ce929d0e0e4736-{}-01",
+                            t.span_id().to_hex()
+                        ),
+                    ),
+                    ("x-trace-id", "4bf92f3577b34da6a3ce929d0e0e4736".to_owned()),
+                ],
+                "the child-id is the SERVER span, not the caller's parent",
+            ),
+        ];
+        for (options, want, why) in cases {
+            let mut got = Vec::new();
+            t.response_headers(&options, |n, v| {
+                got.push((n.as_str().to_owned(), v.to_str().unwrap().to_owned()))
+            });
+            let want: Vec<_> = want.into_iter().map(|(n, v)| (n.to_owned(), v)).collect();
+            assert_eq!(got, want, "{why}");
+        }
     }
 
     #[test]

@@ -667,7 +667,9 @@ fn header_values_in<'a>(headers: &'a [(String, String)], name: &str) -> Vec<&'a 
 ///
 /// Responds 200 with `x-backend: <name>` and body `<name>`, except:
 /// * `/status/NNN...` responds with status NNN;
-/// * `/slow/MS...` waits MS milliseconds before responding 200.
+/// * `/slow/MS...` waits MS milliseconds before responding 200;
+/// * a path containing `upstream-traceresponse` gets a `traceresponse` of the upstream's own
+///   ([`UPSTREAM_TRACERESPONSE`]).
 pub struct Upstream {
     name: String,
     addr: SocketAddr,
@@ -793,8 +795,17 @@ async fn handle_upstream(
     if let Ok(v) = hyper::header::HeaderValue::from_str(&backend) {
         resp.headers_mut().insert("x-backend", v);
     }
+    if path_and_query.contains("upstream-traceresponse") {
+        resp.headers_mut().insert(
+            "traceresponse",
+            hyper::header::HeaderValue::from_static(UPSTREAM_TRACERESPONSE),
+        );
+    }
     resp
 }
+
+/// The `traceresponse` an [`Upstream`] sends for paths containing `upstream-traceresponse`.
+pub const UPSTREAM_TRACERESPONSE: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
 
 /// An address with nothing listening on it.
 pub fn dead_addr() -> String {
