@@ -81,6 +81,7 @@ fn route(name: &str, host: Option<&str>, path_prefix: Option<&str>) -> Route {
             upstream: 0,
             strip_prefix: None,
         },
+        sample_ratio: None,
     }
 }
 
@@ -228,7 +229,7 @@ fn request_lifecycle(c: &mut Criterion) {
     let backend: SocketAddr = "10.0.0.1:8080".parse().unwrap();
 
     let one_request = |tracer: &Tracer| {
-        let mut t = RequestTrace::start(black_box(&info));
+        let mut t = RequestTrace::start(tracer, black_box(&info));
         t.set_route(route.clone());
         t.begin_attempt(tracer, upstream.clone(), backend, "/v2/users/42".to_owned());
         t.attempt_connected(true, None);
@@ -320,6 +321,7 @@ fn server_record() -> SpanRecord {
         tracestate: None,
         start,
         end: start + Duration::from_micros(2421),
+        link: None,
         body: SpanBody::Server(Box::new(ServerFields {
             method: http::Method::GET,
             route: Some("api-v2".into()),
@@ -350,6 +352,7 @@ fn client_record() -> SpanRecord {
         tracestate: None,
         start: start + Duration::from_micros(300),
         end: start + Duration::from_micros(2117),
+        link: None,
         body: SpanBody::Client(Box::new(ClientFields {
             method: http::Method::GET,
             upstream: Some("api".into()),

@@ -37,7 +37,7 @@ impl ProxyHttp for MyProxy {
     }
 
     async fn early_request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<()> {
-        let mut trace = hooks::start(session);
+        let mut trace = hooks::start(&self.tracer, session);
         trace.set_route("all".into());
         *ctx = Some(trace);
         Ok(())

@@ -35,9 +35,36 @@ pub struct FileTelemetry {
     pub traceresponse: Option<bool>,
     pub trace_id_header: Option<String>,
     #[serde(default)]
+    pub sampler: FileSampler,
+    #[serde(default)]
+    pub keep: FileKeep,
+    pub trust_incoming: Option<FileTrust>,
+    #[serde(default)]
     pub exporter: FileExporter,
     #[serde(default)]
     pub batch: FileBatch,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSampler {
+    pub name: Option<String>,
+    pub ratio: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileKeep {
+    pub errors: Option<bool>,
+    pub slower_than: Option<String>,
+}
+
+/// `all`, `none`, or a list of networks.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum FileTrust {
+    Word(String),
+    Networks(Vec<String>),
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -66,6 +93,7 @@ pub struct FileRoute {
     pub upstream: Option<String>,
     pub strip_prefix: Option<String>,
     pub respond: Option<FileRespond>,
+    pub sample_ratio: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

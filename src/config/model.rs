@@ -3,11 +3,13 @@
 //! Every default lives in [`defaults`], documented where it is defined. Environment variables
 //! (`OTEL_*`, OpenTelemetry's standard names) override file values.
 
-use super::file::{FileConfig, FileRoute, FileUpstream};
+use super::file::{FileConfig, FileRoute, FileTrust, FileUpstream};
 use super::{ConfigError, Env};
 use crate::routing::{Route, RouteAction, Router};
 use crate::trace::exporter::{ExporterProtocol, ExporterSettings, TelemetrySettings};
 use crate::trace::pipeline::PipelineSettings;
+use crate::trace::sampling::{check_ratio, Sampler};
+use crate::trace::trust::{Cidr, Trust};
 use crate::trace::TraceOptions;
 use crate::upstream::UpstreamTimeouts;
 use bytes::Bytes;
@@ -24,6 +26,11 @@ pub mod defaults {
     /// `telemetry.traceresponse`: off, because it tells every client the trace id and the
     /// proxy's span id; an operator turns it on knowing that.
     pub const TRACERESPONSE: bool = false;
+    /// `telemetry.sampler.name`: the OpenTelemetry SDK default. New traces are all sampled;
+    /// a trusted caller's decision is followed.
+    pub const SAMPLER: &str = "parentbased_always_on";
+    /// `telemetry.keep.errors`: off, so the sampler alone decides unless asked otherwise.
+    pub const KEEP_ERRORS: bool = false;
     /// `telemetry.exporter.endpoint` for `grpc` (the OTLP default port).
     pub const GRPC_ENDPOINT: &str = "http://localhost:4317";
     /// `telemetry.exporter.endpoint` for `http/protobuf` (OTLP default port and path).
@@ -444,6 +451,58 @@ fn telemetry(c: &Ctx<'_>, f: &FileConfig, env: &dyn Env) -> Result<TelemetrySett
     // The batch can never be larger than the queue (OpenTelemetry SDK spec, batching processor).
     batch.max_export_batch_size = batch.max_export_batch_size.min(batch.max_queue_size);
 
+    // Sampler: OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG override the file.
+    let (sampler_key, sampler_name) = match env.var("OTEL_TRACES_SAMPLER") {
+        Some(v) => ("OTEL_TRACES_SAMPLER", Some(v)),
+        None => ("telemetry.sampler.name", t.sampler.name.clone()),
+    };
+    let (ratio_key, ratio) = match env.var("OTEL_TRACES_SAMPLER_ARG") {
+        Some(v) => (
+            "OTEL_TRACES_SAMPLER_ARG",
+            Some(v.trim().parse::<f64>().map_err(|_| {
+                env_err("OTEL_TRACES_SAMPLER_ARG", format!("{v:?} is not a number"))
+            })?),
+        ),
+        None => ("telemetry.sampler.ratio", t.sampler.ratio),
+    };
+    let sampler_name = sampler_name.unwrap_or_else(|| defaults::SAMPLER.into());
+    let sampler = Sampler::from_name(&sampler_name, ratio).map_err(|e| {
+        let key = if e.starts_with("unknown sampler") {
+            sampler_key
+        } else {
+            ratio_key
+        };
+        if key.starts_with("OTEL_") {
+            env_err(key, e)
+        } else {
+            c.err(key, e)
+        }
+    })?;
+    let keep_slower_than = match &t.keep.slower_than {
+        None => None,
+        Some(v) => Some(parse_duration(v).map_err(|e| c.err("telemetry.keep.slower_than", e))?),
+    };
+    let trust = match &t.trust_incoming {
+        None => Trust::All,
+        Some(FileTrust::Word(w)) => match w.trim() {
+            "all" => Trust::All,
+            "none" => Trust::None,
+            other => {
+                return Err(c.err(
+                    "telemetry.trust_incoming",
+                    format!("{other:?}: expected all, none or a list of networks"),
+                ))
+            }
+        },
+        Some(FileTrust::Networks(nets)) => Trust::Networks(
+            nets.iter()
+                .enumerate()
+                .map(|(i, n)| {
+                    Cidr::parse(n).map_err(|e| c.err(format!("telemetry.trust_incoming[{i}]"), e))
+                })
+                .collect::<Result<_, _>>()?,
+        ),
+    };
     let trace_id_header = match &t.trace_id_header {
         None => None,
         Some(name) => {
@@ -461,6 +520,10 @@ fn telemetry(c: &Ctx<'_>, f: &FileConfig, env: &dyn Env) -> Result<TelemetrySett
         options: TraceOptions {
             traceresponse: t.traceresponse.unwrap_or(defaults::TRACERESPONSE),
             trace_id_header,
+            sampler,
+            trust,
+            keep_errors: t.keep.errors.unwrap_or(defaults::KEEP_ERRORS),
+            keep_slower_than,
         },
     })
 }
@@ -640,11 +703,16 @@ fn check_routes(
                 }
             }
         };
+        let sample_ratio = match r.sample_ratio {
+            None => None,
+            Some(x) => Some(check_ratio(x).map_err(|e| c.err(format!("{key}.sample_ratio"), e))?),
+        };
         out.push(Route {
             name: name.into(),
             host,
             path_prefix,
             action,
+            sample_ratio,
         });
     }
     Ok(out)
@@ -706,6 +774,12 @@ upstreams:
             ("listen: [\"127.0.0.1:1\"]\ntelemetry: {trace_id_header: \"x trace\"}\n", "telemetry.trace_id_header", "not a valid header name", "a space is not a token character"),
             ("listen: [\"127.0.0.1:1\"]\ntelemetry: {trace_id_header: Content-Length}\n", "telemetry.trace_id_header", "reserved", "framing headers are not ours to set"),
             ("listen: [\"127.0.0.1:1\"]\ntelemetry: {traceresponse: maybe}\n", "telemetry.traceresponse", "", "not a boolean"),
+            ("listen: [\"127.0.0.1:1\"]\ntelemetry: {sampler: {name: jaeger_remote}}\n", "telemetry.sampler.name", "unknown sampler", "unsupported sampler"),
+            ("listen: [\"127.0.0.1:1\"]\ntelemetry: {sampler: {name: traceidratio, ratio: 2}}\n", "telemetry.sampler.ratio", "between 0 and 1", "ratio out of range"),
+            ("listen: [\"127.0.0.1:1\"]\ntelemetry: {keep: {slower_than: soon}}\n", "telemetry.keep.slower_than", "", "not a duration"),
+            ("listen: [\"127.0.0.1:1\"]\ntelemetry: {trust_incoming: some}\n", "telemetry.trust_incoming", "expected all, none", "unknown word"),
+            ("listen: [\"127.0.0.1:1\"]\ntelemetry: {trust_incoming: [\"10.0.0.1/8\"]}\n", "telemetry.trust_incoming[0]", "bits set", "host bits in a network"),
+            ("listen: [\"127.0.0.1:1\"]\nroutes: [{name: r, match: {path_prefix: /}, respond: {status: 200}, sample_ratio: -1}]\n", "routes[0].sample_ratio", "between 0 and 1", "route ratio out of range"),
             ("listen: [\"127.0.0.1:1\"]\nroutes: [{name: a, respond: {}}, {name: a, respond: {}}]\n", "routes[1].name", "used twice", "duplicate route name"),
             ("listen: [\"127.0.0.1:1\"]\nroutes: [{name: a, match: {path_prefix: api}, respond: {}}]\n", "routes[0].match.path_prefix", "must start with '/'", "relative prefix"),
             ("listen: [\"127.0.0.1:1\"]\nroutes: [{name: a}]\n", "routes[0]", "needs an action", "route without action"),
@@ -811,6 +885,32 @@ upstreams:
                 &[("OTEL_EXPORTER_OTLP_TIMEOUT", "2500")],
                 |t| t.exporter.timeout == Duration::from_millis(2500),
                 "timeout in ms",
+            ),
+            (
+                bare,
+                &[],
+                |t| t.options.sampler == Sampler::default() && t.options.trust == Trust::All,
+                "defaults: parentbased_always_on, every caller trusted",
+            ),
+            (
+                "listen: [\"127.0.0.1:1\"]\ntelemetry: {sampler: {name: parentbased_traceidratio, ratio: 0.25}, keep: {errors: true, slower_than: 2s}, trust_incoming: [\"10.0.0.0/8\", \"::1\"]}\n",
+                &[],
+                |t| {
+                    t.options.sampler == Sampler::from_name("parentbased_traceidratio", Some(0.25)).unwrap()
+                        && t.options.keep_errors
+                        && t.options.keep_slower_than == Some(Duration::from_secs(2))
+                        && matches!(&t.options.trust, Trust::Networks(n) if n.len() == 2)
+                },
+                "sampler, keep rules and trusted networks from the file",
+            ),
+            (
+                "listen: [\"127.0.0.1:1\"]\ntelemetry: {sampler: {name: always_on}, trust_incoming: none}\n",
+                &[("OTEL_TRACES_SAMPLER", "traceidratio"), ("OTEL_TRACES_SAMPLER_ARG", "0.5")],
+                |t| {
+                    t.options.sampler == Sampler::from_name("traceidratio", Some(0.5)).unwrap()
+                        && t.options.trust == Trust::None
+                },
+                "OTEL_TRACES_SAMPLER(_ARG) override the file",
             ),
         ];
         for (yaml, env, check, why) in cases {

@@ -115,12 +115,13 @@ impl ProxyHttp for TracegateProxy {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        ctx.trace = Some(hooks::start(session));
+        ctx.trace = Some(hooks::start(&self.tracer, session));
         Ok(())
     }
 
-    /// Routes the request. No route: 404. A `respond` route answers here. Returns `true` when
-    /// the response has been written and proxying stops.
+    /// Routes the request (and applies the route's own sampling ratio). No route: 404. A
+    /// `respond` route answers here. Returns `true` when the response has been written and
+    /// proxying stops.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let path = session.req_header().uri.path();
         let Some(i) = self.router.find(request_host(session), path) else {
@@ -138,6 +139,9 @@ impl ProxyHttp for TracegateProxy {
         ctx.route = Some(i);
         if let Some(t) = &mut ctx.trace {
             t.set_route(route.name.clone());
+            if let Some(ratio) = route.sample_ratio {
+                t.apply_route_ratio(&self.tracer, ratio);
+            }
         }
         match &route.action {
             RouteAction::Respond { status, body } => {

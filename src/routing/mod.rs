@@ -31,6 +31,8 @@ pub struct Route {
     pub host: Option<String>,
     pub path_prefix: Option<String>,
     pub action: RouteAction,
+    /// This route's own head-sampling ratio for new traces (`routes[].sample_ratio`).
+    pub sample_ratio: Option<f64>,
 }
 
 impl Route {
@@ -61,6 +63,7 @@ impl Route {
 ///     host: host.map(str::to_owned),
 ///     path_prefix: Some(prefix.to_owned()),
 ///     action: RouteAction::Respond { status: 200, body: Bytes::new() },
+///     sample_ratio: None,
 /// };
 /// let router = Router::new(vec![
 ///     route("api", Some("api.example.com"), "/api"),
@@ -141,6 +144,7 @@ mod tests {
                 status: 200,
                 body: Bytes::new(),
             },
+            sample_ratio: None,
         }
     }
 

@@ -22,22 +22,26 @@ use pingora::proxy::Session;
 use pingora::{Error, ErrorSource, ErrorType};
 use std::borrow::Cow;
 
-/// Starts the request's trace from the downstream request head. Call it in
-/// `early_request_filter`, the first phase after the request head has been read.
-pub fn start(session: &Session) -> RequestTrace {
+/// Starts the request's trace from the downstream request head (trust and sampling per the
+/// tracer's options). Call it in `early_request_filter`, the first phase after the request
+/// head has been read.
+pub fn start(tracer: &Tracer, session: &Session) -> RequestTrace {
     let req = session.req_header();
-    RequestTrace::start(&RequestInfo {
-        method: &req.method,
-        uri: &req.uri,
-        version: req.version,
-        headers: &req.headers,
-        scheme: "http",
-        client_addr: session.client_addr().and_then(|a| a.as_inet()).copied(),
-        local_port: session
-            .server_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.port()),
-    })
+    RequestTrace::start(
+        tracer,
+        &RequestInfo {
+            method: &req.method,
+            uri: &req.uri,
+            version: req.version,
+            headers: &req.headers,
+            scheme: "http",
+            client_addr: session.client_addr().and_then(|a| a.as_inet()).copied(),
+            local_port: session
+                .server_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.port()),
+        },
+    )
 }
 
 /// Records that the attempt has a connection; a new one's TCP connect time comes from the

@@ -10,7 +10,9 @@ pub mod ids;
 pub mod otlp;
 pub mod pipeline;
 pub mod request;
+pub mod sampling;
 pub mod span;
+pub mod trust;
 pub mod w3c;
 
 pub use exporter::{start_pipeline, ExporterProtocol, ExporterSettings, TelemetrySettings};

@@ -243,6 +243,17 @@ fn encode_span(r: &SpanRecord, buf: &mut Vec<u8>, scratch: &mut AttrScratch) {
         put_fixed64(buf, 1, nanos(time));
         put_bytes(buf, 2, name.as_bytes());
     });
+    if let Some(l) = r.link {
+        // Link { trace_id = 1; span_id = 2; flags = 6 (fixed32) }; the linked context is
+        // always remote.
+        put_tag(buf, 13, LEN);
+        put_varint(buf, (len_field(16) + len_field(8) + 5) as u64);
+        put_bytes(buf, 1, &l.trace_id.0);
+        put_bytes(buf, 2, &l.span_id.0);
+        put_tag(buf, 6, FIXED32);
+        let flags = u32::from(l.flags) | FLAG_HAS_IS_REMOTE | FLAG_IS_REMOTE;
+        buf.extend_from_slice(&flags.to_le_bytes());
+    }
     // Status { message = 2; code = 3 (UNSET = 0, ERROR = 2) }; always present, as the SDK's
     // transform writes it.
     put_tag(buf, 15, LEN);
@@ -515,6 +526,7 @@ mod tests {
             tracestate: Some("rojo=00f067aa0ba902b7,congo=t61rcWkgMzE".into()),
             start: at(0),
             end: at(2421),
+            link: None,
             body: SpanBody::Server(Box::new(ServerFields {
                 method: http::Method::GET,
                 route: route.map(Into::into),
@@ -542,6 +554,7 @@ mod tests {
             tracestate: None,
             start: at(300),
             end: at(2117),
+            link: None,
             body: SpanBody::Client(Box::new(ClientFields {
                 method: http::Method::from_bytes(b"PURGE").unwrap(),
                 upstream: Some("api".into()),

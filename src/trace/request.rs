@@ -7,7 +7,9 @@
 
 use super::ids::{new_span_id, new_trace_id};
 use super::pipeline::SpanSink;
-use super::span::{ClientFields, ServerFields, SpanBody, SpanRecord};
+use super::sampling::Sampler;
+use super::span::{ClientFields, ServerFields, SpanBody, SpanLink, SpanRecord};
+use super::trust::Trust;
 use super::w3c::{
     format_traceparent, parse_traceparent_lines, parse_tracestate, SpanId, TraceId,
     TraceParentError, FLAG_RANDOM, FLAG_SAMPLED,
@@ -30,6 +32,15 @@ pub static TRACERESPONSE: HeaderName = HeaderName::from_static("traceresponse");
 /// Per-process choices about what the request path does with trace context.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct TraceOptions {
+    /// Head sampling (`OTEL_TRACES_SAMPLER`); `parentbased_always_on` by default.
+    pub sampler: Sampler,
+    /// Whose incoming `traceparent` is continued; everyone's by default.
+    pub trust: Trust,
+    /// Export a request that was not sampled when it ends in a server error (5xx, or failed
+    /// without a response): the edge knows the outcome the head sampler could not.
+    pub keep_errors: bool,
+    /// Export a request that was not sampled when it took at least this long.
+    pub keep_slower_than: Option<Duration>,
     /// Send `traceresponse: 00-{trace-id}-{server span id}-{flags}` on every response (W3C
     /// Trace Context Level 2, §3.4 "traceresponse" draft), so a caller learns the trace id.
     pub traceresponse: bool,
@@ -98,7 +109,14 @@ pub struct RequestTrace {
     trace_id: TraceId,
     span_id: SpanId,
     parent: Option<SpanId>,
+    /// The sampled flag of a trusted, valid parent: what a `parentbased_*` sampler follows.
+    parent_sampled: Option<bool>,
+    /// An untrusted client's context, kept as a link instead of a parent.
+    link: Option<SpanLink>,
     flags: u8,
+    /// CLIENT spans of a request that is not sampled, held until [`RequestTrace::finish`]
+    /// knows whether a keep rule exports it after all.
+    held: Vec<SpanRecord>,
     tracestate: Option<Arc<str>>,
     /// Why an incoming `traceparent` was refused, if it was.
     invalid_parent: Option<TraceParentError>,
@@ -120,10 +138,11 @@ struct Attempt {
 }
 
 impl RequestTrace {
-    /// Starts the trace of a request: continues a valid incoming W3C context, or starts a new
-    /// trace. Sampling is parent-based, always on for new traces (the OpenTelemetry SDK default,
-    /// `parentbased_always_on`): a caller's "not sampled" decision is respected.
-    pub fn start(req: &RequestInfo<'_>) -> RequestTrace {
+    /// Starts the trace of a request: continues a valid incoming W3C context from a trusted
+    /// client, or starts a new trace (keeping an untrusted client's context as a link), and
+    /// makes the head sampling decision with the tracer's sampler.
+    pub fn start(tracer: &Tracer, req: &RequestInfo<'_>) -> RequestTrace {
+        let options = tracer.options();
         let start_wall = SystemTime::now();
         let start_mono = Instant::now();
         let parsed = parse_traceparent_lines(
@@ -132,8 +151,9 @@ impl RequestTrace {
                 .iter()
                 .map(|v| v.as_bytes()),
         );
-        let (trace_id, parent, flags, tracestate, invalid_parent) = match parsed {
-            Ok(Some(tp)) => {
+        let mut link = None;
+        let (trace_id, parent, parent_flags, tracestate, invalid_parent) = match parsed {
+            Ok(Some(tp)) if options.trust.trusts(req.client_addr.map(|a| a.ip())) => {
                 // §3.3.1: tracestate is only meaningful with a valid traceparent.
                 let ts = parse_tracestate(
                     req.headers
@@ -142,18 +162,30 @@ impl RequestTrace {
                         .map(|v| v.as_bytes()),
                 )
                 .map(|t| Arc::<str>::from(t.as_str()));
-                (tp.trace_id, Some(tp.parent_id), tp.flags, ts, None)
+                (tp.trace_id, Some(tp.parent_id), Some(tp.flags), ts, None)
             }
-            Ok(None) => (new_trace_id(), None, FLAG_SAMPLED | FLAG_RANDOM, None, None),
+            // An untrusted client's context: a new trace, which links to it. Its flags and
+            // tracestate are not carried on, so it can neither force nor suppress sampling.
+            Ok(Some(tp)) => {
+                link = Some(SpanLink {
+                    trace_id: tp.trace_id,
+                    span_id: tp.parent_id,
+                    flags: tp.flags,
+                });
+                (new_trace_id(), None, None, None, None)
+            }
+            Ok(None) => (new_trace_id(), None, None, None, None),
             // §4.2: an invalid traceparent restarts the trace and tracestate is discarded.
-            Err(e) => (
-                new_trace_id(),
-                None,
-                FLAG_SAMPLED | FLAG_RANDOM,
-                None,
-                Some(e),
-            ),
+            Err(e) => (new_trace_id(), None, None, None, Some(e)),
         };
+        // A continued trace keeps the caller's random flag (§3.2.2.5.2); ids made here are
+        // random. The sampled flag is this hop's decision.
+        let parent_sampled = parent_flags.map(|f| f & FLAG_SAMPLED != 0);
+        let random = parent_flags.map_or(FLAG_RANDOM, |f| f & FLAG_RANDOM);
+        let sampled = options
+            .sampler
+            .should_sample(&trace_id, parent_sampled, None);
+        let flags = random | if sampled { FLAG_SAMPLED } else { 0 };
         let (server_address, host_port) = authority(req);
         let server = ServerFields {
             method: req.method.clone(),
@@ -177,7 +209,10 @@ impl RequestTrace {
             trace_id,
             span_id: new_span_id(),
             parent,
+            parent_sampled,
+            link,
             flags,
+            held: Vec::new(),
             tracestate,
             invalid_parent,
             start_wall,
@@ -217,6 +252,18 @@ impl RequestTrace {
     /// Records the matched route (`http.route`, and the span name `{METHOD} {route}`).
     pub fn set_route(&mut self, route: Arc<str>) {
         self.server.route = Some(route);
+    }
+
+    /// Applies a route's own sampling ratio: decides again as if the root sampler were
+    /// `traceidratio(ratio)`. A trusted parent still decides under a `parentbased_*` sampler.
+    /// Call it before anything is sent upstream (the decision travels in `traceparent`).
+    pub fn apply_route_ratio(&mut self, tracer: &Tracer, ratio: f64) {
+        let sampled = tracer.options().sampler.should_sample(
+            &self.trace_id,
+            self.parent_sampled,
+            Some(ratio),
+        );
+        self.flags = (self.flags & !FLAG_SAMPLED) | if sampled { FLAG_SAMPLED } else { 0 };
     }
 
     /// Starts a CLIENT span for an upstream attempt to `backend`; `path` is the path sent
@@ -342,8 +389,21 @@ impl RequestTrace {
     /// failure that has no status (e.g. the client went away).
     pub fn finish(mut self, tracer: &Tracer, status: u16, error_type: Option<Cow<'static, str>>) {
         self.end_attempt(tracer);
-        if !(tracer.is_recording() && self.is_sampled()) {
+        if !tracer.is_recording() {
             return;
+        }
+        if !self.is_sampled() {
+            let o = tracer.options();
+            let failed = status >= 500 || (status == 0 && error_type.is_some());
+            let slow = o
+                .keep_slower_than
+                .is_some_and(|t| self.start_mono.elapsed() >= t);
+            if !((o.keep_errors && failed) || slow) {
+                return;
+            }
+            for r in std::mem::take(&mut self.held) {
+                tracer.submit(r);
+            }
         }
         self.server.status = status;
         self.server.error_type = error_type;
@@ -356,6 +416,7 @@ impl RequestTrace {
             tracestate: self.tracestate.clone(),
             start: self.start_wall,
             end: self.wall(Instant::now()),
+            link: self.link,
             body: SpanBody::Server(Box::new(std::mem::take(&mut self.server))),
         };
         tracer.submit(record);
@@ -365,14 +426,21 @@ impl RequestTrace {
         let Some(a) = self.attempt.take() else {
             return;
         };
-        if !(tracer.is_recording() && self.is_sampled()) {
+        if !tracer.is_recording() {
             return;
+        }
+        let hold = !self.is_sampled();
+        if hold {
+            let o = tracer.options();
+            if !o.keep_errors && o.keep_slower_than.is_none() {
+                return;
+            }
         }
         let end = a.ended_at.unwrap_or_else(Instant::now);
         let mut fields = a.fields;
         fields.connected_at = a.connected_at.map(|t| self.wall(t));
         fields.first_byte_at = a.first_byte_at.map(|t| self.wall(t));
-        tracer.submit(SpanRecord {
+        let record = SpanRecord {
             trace_id: self.trace_id,
             span_id: a.span_id,
             parent: Some(self.span_id),
@@ -381,8 +449,14 @@ impl RequestTrace {
             tracestate: self.tracestate.clone(),
             start: self.wall(a.start),
             end: self.wall(end),
+            link: None,
             body: SpanBody::Client(Box::new(fields)),
-        });
+        };
+        if hold {
+            self.held.push(record);
+        } else {
+            tracer.submit(record);
+        }
     }
 
     /// Converts a monotonic instant to wall-clock time relative to the request start.
@@ -450,7 +524,7 @@ mod tests {
         h.insert("tracestate", "rojo=1".parse().unwrap());
         h.insert("host", "API.example.com:8443".parse().unwrap());
         let uri: http::Uri = "/x?secret=1".parse().unwrap();
-        let t = RequestTrace::start(&info(&h, &uri, &http::Method::GET));
+        let t = RequestTrace::start(&Tracer::default(), &info(&h, &uri, &http::Method::GET));
         assert_eq!(t.trace_id().to_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
         assert_eq!(t.parent_span_id().unwrap().to_hex(), "00f067aa0ba902b7");
         assert_eq!(t.server.server_address.as_deref(), Some("api.example.com"));
@@ -478,7 +552,7 @@ mod tests {
                 .unwrap(),
         );
         let uri: http::Uri = "/".parse().unwrap();
-        let t = RequestTrace::start(&info(&h, &uri, &http::Method::GET));
+        let t = RequestTrace::start(&Tracer::default(), &info(&h, &uri, &http::Method::GET));
         // (options, expected headers, reason)
         let cases = [
             (TraceOptions::default(), vec![], "nothing unless configured"),
@@ -486,6 +560,7 @@ mod tests {
                 TraceOptions {
                     traceresponse: true,
                     trace_id_header: Some(HeaderName::from_static("x-trace-id")),
+                    ..TraceOptions::default()
                 },
                 vec![
                     (
@@ -521,7 +596,7 @@ mod tests {
         );
         h.insert("tracestate", "rojo=1".parse().unwrap());
         let uri: http::Uri = "/".parse().unwrap();
-        let t = RequestTrace::start(&info(&h, &uri, &http::Method::GET));
+        let t = RequestTrace::start(&Tracer::default(), &info(&h, &uri, &http::Method::GET));
         assert!(t.parent_span_id().is_none());
         assert_eq!(t.invalid_parent(), Some(TraceParentError::ZeroTraceId));
         let mut out = h.clone();

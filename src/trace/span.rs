@@ -11,7 +11,7 @@
 
 use super::w3c::{SpanId, TraceId};
 use opentelemetry::trace::{
-    Event, SpanContext, SpanKind, Status, TraceFlags, TraceState as OtelTraceState,
+    Event, Link, SpanContext, SpanKind, Status, TraceFlags, TraceState as OtelTraceState,
 };
 use opentelemetry::{InstrumentationScope, KeyValue, Value};
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
@@ -38,7 +38,18 @@ pub struct SpanRecord {
     pub tracestate: Option<Arc<str>>,
     pub start: SystemTime,
     pub end: SystemTime,
+    /// A context this span links to (an untrusted client's), not its parent.
+    pub link: Option<SpanLink>,
     pub body: SpanBody,
+}
+
+/// A link to a span of another trace, from another process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpanLink {
+    pub trace_id: TraceId,
+    pub span_id: SpanId,
+    /// The W3C trace flags that came with it.
+    pub flags: u8,
 }
 
 /// What kind of span this is, with the fields that kind records.
@@ -394,7 +405,19 @@ impl SpanRecord {
             attributes,
             dropped_attributes_count: 0,
             events,
-            links: SpanLinks::default(),
+            links: {
+                let mut links = SpanLinks::default();
+                if let Some(l) = self.link {
+                    links.links.push(Link::with_context(SpanContext::new(
+                        opentelemetry::trace::TraceId::from_bytes(l.trace_id.0),
+                        opentelemetry::trace::SpanId::from_bytes(l.span_id.0),
+                        TraceFlags::new(l.flags),
+                        true,
+                        OtelTraceState::default(),
+                    )));
+                }
+                links
+            },
             status,
             instrumentation_scope: scope.clone(),
         }
@@ -420,6 +443,7 @@ mod tests {
             tracestate: Some("rojo=1".into()),
             start: SystemTime::UNIX_EPOCH + Duration::from_secs(10),
             end: SystemTime::UNIX_EPOCH + Duration::from_secs(11),
+            link: None,
             body,
         }
     }

@@ -236,6 +236,8 @@ pub struct ReceivedSpan {
     /// `(name, time_unix_nano, attributes)`.
     pub events: Vec<(String, u64, BTreeMap<String, AttrValue>)>,
     pub flags: u32,
+    /// `(trace_id, span_id, flags)` of each link, hex like the ids above.
+    pub links: Vec<(String, String, u32)>,
 }
 
 impl ReceivedSpan {
@@ -321,6 +323,11 @@ impl ReceivedSpan {
                 })
                 .collect(),
             flags: span.flags,
+            links: span
+                .links
+                .iter()
+                .map(|l| (to_hex(&l.trace_id), to_hex(&l.span_id), l.flags))
+                .collect(),
         }
     }
 
