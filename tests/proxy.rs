@@ -5,7 +5,7 @@
 mod common;
 
 use common::{
-    dead_addr, http_get, run_check, OtlpReceiver, Proxy, ReceivedSpan, Upstream,
+    dead_addr, http_get, one_upstream, run_check, OtlpReceiver, Proxy, ReceivedSpan, Upstream,
     UPSTREAM_TRACERESPONSE,
 };
 use std::time::Duration;
@@ -23,19 +23,6 @@ telemetry:
   batch: {{ scheduled_delay: 50ms }}
 {body}"#,
         rx.endpoint()
-    )
-}
-
-fn one_upstream(up: &Upstream) -> String {
-    format!(
-        r#"routes:
-  - name: all
-    match: {{ path_prefix: / }}
-    upstream: app
-upstreams:
-  app: {{ backends: ["{}"] }}
-"#,
-        up.addr()
     )
 }
 

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{dead_addr, http_get, OtlpReceiver, Proxy, ReceivedSpan, Upstream};
+use common::{dead_addr, http_get, one_upstream, OtlpReceiver, Proxy, ReceivedSpan, Upstream};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -21,13 +21,6 @@ telemetry:
 {telemetry}
 {body}"#,
         rx.endpoint()
-    )
-}
-
-fn one_upstream(up: &Upstream) -> String {
-    format!(
-        "routes:\n  - name: all\n    match: {{ path_prefix: / }}\n    upstream: app\nupstreams:\n  app: {{ backends: [\"{}\"] }}\n",
-        up.addr()
     )
 }
 

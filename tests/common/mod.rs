@@ -814,6 +814,20 @@ async fn handle_upstream(
 /// The `traceresponse` an [`Upstream`] sends for paths containing `upstream-traceresponse`.
 pub const UPSTREAM_TRACERESPONSE: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
 
+/// Config YAML for one route, `all` (every path), proxying to `up` as upstream `app`.
+pub fn one_upstream(up: &Upstream) -> String {
+    format!(
+        r#"routes:
+  - name: all
+    match: {{ path_prefix: / }}
+    upstream: app
+upstreams:
+  app: {{ backends: ["{}"] }}
+"#,
+        up.addr()
+    )
+}
+
 /// An address with nothing listening on it.
 pub fn dead_addr() -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind for dead_addr");
