@@ -8,6 +8,8 @@
 #   start_nginx_proxy            nginx proxy to it, upstream keepalive -> NGINX_PORT NGINX_PID
 #   start_sink [PORT] [FILE]     examples/otlp_sink                   -> SINK_PORT SINK_PID COUNT_FILE
 #   start_tracegate NAME YAML    prints "PID PORT"; YAML is the telemetry.exporter value
+#   start_targets                all of the above, tracegate off and on (OTLP/gRPC to the sink),
+#                                and waits until each accepts  -> also OFF_PID OFF_PORT ON_PID ON_PORT
 #   stop_process PID [SECS]      SIGTERM, waits for the exit, drops PID from PIDS (forget_pid)
 #   free_port, wait_port PORT, alive PID, cpu_ticks PID, rss_kb PID, spans_now, spans_settled,
 #   to_us VALUE
@@ -146,6 +148,18 @@ EOF
   # Warnings only, except tracegate's own lines (`stopped: N spans exported, …` at exit).
   RUST_LOG=warn,tracegate=info "$TG" --config "$WORK/$name.yaml" >"$WORK/$name.out" 2>"$WORK/$name.err" &
   echo "$! $port"
+}
+
+start_targets() {
+  start_origin
+  start_nginx_proxy
+  start_sink
+  read -r OFF_PID OFF_PORT < <(start_tracegate off "{ protocol: none }")
+  PIDS+=("$OFF_PID")
+  read -r ON_PID ON_PORT < <(start_tracegate on "{ protocol: grpc, endpoint: \"http://127.0.0.1:$SINK_PORT\" }")
+  PIDS+=("$ON_PID")
+  local p
+  for p in "$ORIGIN_PORT" "$NGINX_PORT" "$SINK_PORT" "$OFF_PORT" "$ON_PORT"; do wait_port "$p"; done
 }
 
 alive() { # the process exists and is not a zombie

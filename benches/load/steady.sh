@@ -57,15 +57,7 @@ cargo build --release --locked --bin tracegate --example otlp_sink --example loa
 LOADGEN=target/release/examples/loadgen
 
 # --- origin, nginx proxy, span sink and tracegate -------------------------------------------------
-start_origin
-start_nginx_proxy
-start_sink
-read -r OFF_PID OFF_PORT < <(start_tracegate off "{ protocol: none }")
-PIDS+=("$OFF_PID")
-read -r ON_PID ON_PORT < <(start_tracegate on "{ protocol: grpc, endpoint: \"http://127.0.0.1:$SINK_PORT\" }")
-PIDS+=("$ON_PID")
-
-for p in "$ORIGIN_PORT" "$NGINX_PORT" "$SINK_PORT" "$OFF_PORT" "$ON_PORT"; do wait_port "$p"; done
+start_targets
 
 # --- measuring -----------------------------------------------------------------------------------
 RESULTS="$WORK/results.txt" # one record per line: key=value ...
