@@ -179,13 +179,9 @@ impl RequestTrace {
             Err(e) => (new_trace_id(), None, None, None, Some(e)),
         };
         // A continued trace keeps the caller's random flag (§3.2.2.5.2); ids made here are
-        // random. The sampled flag is this hop's decision.
+        // random. The sampled flag is this hop's decision, set by `decide_sampling` below.
         let parent_sampled = parent_flags.map(|f| f & FLAG_SAMPLED != 0);
         let random = parent_flags.map_or(FLAG_RANDOM, |f| f & FLAG_RANDOM);
-        let sampled = options
-            .sampler
-            .should_sample(&trace_id, parent_sampled, None);
-        let flags = random | if sampled { FLAG_SAMPLED } else { 0 };
         let (server_address, host_port) = authority(req);
         let server = ServerFields {
             method: req.method.clone(),
@@ -205,13 +201,13 @@ impl RequestTrace {
             status: 0,
             error_type: None,
         };
-        RequestTrace {
+        let mut trace = RequestTrace {
             trace_id,
             span_id: new_span_id(),
             parent,
             parent_sampled,
             link,
-            flags,
+            flags: random,
             held: Vec::new(),
             tracestate,
             invalid_parent,
@@ -220,7 +216,9 @@ impl RequestTrace {
             server,
             attempt: None,
             attempts: 0,
-        }
+        };
+        trace.decide_sampling(tracer, None);
+        trace
     }
 
     /// The trace id of this request.
@@ -258,10 +256,15 @@ impl RequestTrace {
     /// `traceidratio(ratio)`. A trusted parent still decides under a `parentbased_*` sampler.
     /// Call it before anything is sent upstream (the decision travels in `traceparent`).
     pub fn apply_route_ratio(&mut self, tracer: &Tracer, ratio: f64) {
+        self.decide_sampling(tracer, Some(ratio));
+    }
+
+    /// Sets the sampled flag from the tracer's sampler (with a route's ratio, if any).
+    fn decide_sampling(&mut self, tracer: &Tracer, route_ratio: Option<f64>) {
         let sampled = tracer.options().sampler.should_sample(
             &self.trace_id,
             self.parent_sampled,
-            Some(ratio),
+            route_ratio,
         );
         self.flags = (self.flags & !FLAG_SAMPLED) | if sampled { FLAG_SAMPLED } else { 0 };
     }
