@@ -153,6 +153,15 @@ impl TlsSettings {
         }
     }
 
+    /// A client configuration that trusts no server, for clients that never use TLS.
+    pub fn no_tls_config() -> rustls::ClientConfig {
+        rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default protocol versions")
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth()
+    }
+
     /// The TLS configuration of the gRPC channel.
     pub fn tonic_config(&self) -> tonic::transport::ClientTlsConfig {
         let mut c = tonic::transport::ClientTlsConfig::new();

@@ -93,9 +93,13 @@ pub fn http_client(
         .timeout(timeout)
         .connect_timeout(timeout)
         .default_headers(headers.clone());
-    if https {
-        b = b.tls_backend_preconfigured(tls.rustls_config()?);
-    }
+    // reqwest is built without a process-wide rustls provider, so it always gets a ready
+    // config: for http:// one that trusts nothing (it is never used for a handshake).
+    b = b.tls_backend_preconfigured(if https {
+        tls.rustls_config()?
+    } else {
+        TlsSettings::no_tls_config()
+    });
     b.build()
         .map_err(|e| format!("cannot build the HTTP client: {e}"))
 }
