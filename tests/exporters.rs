@@ -207,6 +207,65 @@ fn tls_with_a_ca_file() {
     }
 }
 
+/// A collector that requires a client certificate gets the configured one (file keys for
+/// gRPC, the `OTEL_EXPORTER_OTLP_TRACES_CLIENT_*` variables for HTTP); without it, nothing
+/// arrives.
+#[test]
+fn tls_client_certificate() {
+    let ca = TestCa::new();
+    let ca_path = ca.ca_path().display().to_string();
+    let (cert, key) = ca.client_files();
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
+    // (receiver, protocol, tls YAML, env, spans expected, why)
+    let cases: [(OtlpReceiver, &str, String, Vec<(&str, &str)>, bool, &str); 3] = [
+        (
+            OtlpReceiver::grpc_mtls(&ca),
+            "grpc",
+            format!(r#"ca_file: "{ca_path}", cert_file: "{cert}", key_file: "{key}""#),
+            vec![],
+            true,
+            "gRPC, client certificate from the file",
+        ),
+        (
+            OtlpReceiver::http_mtls(&ca),
+            "http/protobuf",
+            format!(r#"ca_file: "{ca_path}""#),
+            vec![
+                (
+                    "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE",
+                    cert.as_str(),
+                ),
+                ("OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY", key.as_str()),
+            ],
+            true,
+            "HTTP, client certificate from the environment",
+        ),
+        (
+            OtlpReceiver::http_mtls(&ca),
+            "http/protobuf",
+            format!(r#"ca_file: "{ca_path}""#),
+            vec![],
+            false,
+            "HTTP, no client certificate: refused by the collector",
+        ),
+    ];
+    for (rx, protocol, tls, env, delivered, why) in cases {
+        let up = Upstream::start("b1");
+        let exporter = format!(
+            r#"protocol: {protocol}, endpoint: "{}", tls: {{ {tls} }}"#,
+            rx.endpoint()
+        );
+        let proxy = Proxy::start_with_env(&config(&up, &exporter, ""), &env);
+        if delivered {
+            one_traced_request(&proxy, &rx);
+        } else {
+            assert_eq!(http_get(&proxy.addr(), "/x", &[]).status, 200, "{why}");
+            proxy.wait_for_log("span export failed", WAIT);
+            assert_eq!(rx.spans().len(), 0, "{why}");
+        }
+    }
+}
+
 /// Without the CA, the collector's certificate is not trusted: export fails, requests are
 /// still served, and the proxy says why.
 #[test]

@@ -197,12 +197,14 @@ where
 // TLS test certificates
 // ---------------------------------------------------------------------------
 
-/// A certificate authority made for one test, and a server certificate it signed for
-/// `localhost` and `127.0.0.1`. The CA certificate is written to `ca.pem` in a temporary
-/// directory, for the proxy's `ca_file`.
+/// A certificate authority made for one test, a server certificate it signed for
+/// `localhost` and `127.0.0.1`, and a client certificate it signed. The CA certificate is
+/// written to `ca.pem` in a temporary directory, for the proxy's `ca_file`, and the client
+/// certificate and key to `client.pem` and `client-key.pem`.
 pub struct TestCa {
     dir: TempDir,
     ca_path: PathBuf,
+    ca_pem: String,
     server_cert_pem: String,
     server_key_pem: String,
 }
@@ -225,18 +227,43 @@ impl TestCa {
         let server_cert = server_params
             .signed_by(&server_key, &issuer)
             .expect("server certificate");
+        let mut client_params =
+            CertificateParams::new(vec!["tracegate".to_string()]).expect("client params");
+        client_params
+            .distinguished_name
+            .push(DnType::CommonName, "tracegate client");
+        client_params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let client_key = KeyPair::generate().expect("client key");
+        let client_cert = client_params
+            .signed_by(&client_key, &issuer)
+            .expect("client certificate");
         let dir = tempfile::Builder::new()
             .prefix("tracegate-ca-")
             .tempdir()
             .expect("create temp dir");
         let ca_path = dir.path().join("ca.pem");
         std::fs::write(&ca_path, ca_cert.pem()).expect("write ca.pem");
+        std::fs::write(dir.path().join("client.pem"), client_cert.pem()).expect("client.pem");
+        std::fs::write(
+            dir.path().join("client-key.pem"),
+            client_key.serialize_pem(),
+        )
+        .expect("client-key.pem");
         TestCa {
             dir,
             ca_path,
+            ca_pem: ca_cert.pem(),
             server_cert_pem: server_cert.pem(),
             server_key_pem: server_key.serialize_pem(),
         }
+    }
+
+    /// The client certificate and key this CA signed (PEM files).
+    pub fn client_files(&self) -> (PathBuf, PathBuf) {
+        (
+            self.dir.path().join("client.pem"),
+            self.dir.path().join("client-key.pem"),
+        )
     }
 
     /// The CA certificate (PEM file).
@@ -249,7 +276,7 @@ impl TestCa {
         self.dir.path()
     }
 
-    fn rustls_server_config(&self) -> Arc<rustls::ServerConfig> {
+    fn rustls_server_config(&self, require_client_cert: bool) -> Arc<rustls::ServerConfig> {
         use rustls::pki_types::pem::PemObject;
         use rustls::pki_types::{CertificateDer, PrivateKeyDer};
         let certs = CertificateDer::pem_slice_iter(self.server_cert_pem.as_bytes())
@@ -257,23 +284,41 @@ impl TestCa {
             .expect("server certificate PEM");
         let key =
             PrivateKeyDer::from_pem_slice(self.server_key_pem.as_bytes()).expect("server key PEM");
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("TLS versions")
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .expect("server TLS config");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions");
+        let builder = if require_client_cert {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_slice_iter(self.ca_pem.as_bytes()) {
+                roots.add(c.expect("CA PEM")).expect("CA certificate");
+            }
+            let verifier =
+                rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
+                    .build()
+                    .expect("client verifier");
+            builder.with_client_cert_verifier(verifier)
+        } else {
+            builder.with_no_client_auth()
+        };
+        let config = builder
+            .with_single_cert(certs, key)
+            .expect("server TLS config");
         Arc::new(config)
     }
 
-    fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
-        tokio_rustls::TlsAcceptor::from(self.rustls_server_config())
+    fn acceptor(&self, require_client_cert: bool) -> tokio_rustls::TlsAcceptor {
+        tokio_rustls::TlsAcceptor::from(self.rustls_server_config(require_client_cert))
     }
 
-    fn tonic_identity(&self) -> tonic::transport::Identity {
-        tonic::transport::Identity::from_pem(&self.server_cert_pem, &self.server_key_pem)
+    fn tonic_tls(&self, require_client_cert: bool) -> tonic::transport::ServerTlsConfig {
+        let mut c = tonic::transport::ServerTlsConfig::new().identity(
+            tonic::transport::Identity::from_pem(&self.server_cert_pem, &self.server_key_pem),
+        );
+        if require_client_cert {
+            c = c.client_ca_root(tonic::transport::Certificate::from_pem(&self.ca_pem));
+        }
+        c
     }
 }
 
@@ -570,24 +615,27 @@ impl OtlpReceiver {
 
     /// A gRPC collector over TLS with a certificate signed by `ca`.
     pub fn grpc_tls(ca: &TestCa) -> OtlpReceiver {
-        Self::grpc_with(Some(ca))
+        Self::grpc_with(Some((ca, false)))
     }
 
-    fn grpc_with(tls: Option<&TestCa>) -> OtlpReceiver {
+    /// [`OtlpReceiver::grpc_tls`] that also requires a client certificate signed by `ca`.
+    pub fn grpc_mtls(ca: &TestCa) -> OtlpReceiver {
+        Self::grpc_with(Some((ca, true)))
+    }
+
+    fn grpc_with(tls: Option<(&TestCa, bool)>) -> OtlpReceiver {
         let listener = bind_local();
         let addr = listener.local_addr().expect("receiver local addr");
         let state = SharedState::default();
         let sink = GrpcTraceSink {
             state: state.clone(),
         };
-        let identity = tls.map(TestCa::tonic_identity);
+        let tls_config = tls.map(|(ca, mtls)| ca.tonic_tls(mtls));
         let server = BackgroundServer::spawn("otlp-grpc", listener, move |listener| async move {
             let incoming = tonic::transport::server::TcpIncoming::from(listener);
             let mut builder = tonic::transport::Server::builder();
-            if let Some(identity) = identity {
-                builder = builder
-                    .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
-                    .expect("gRPC server TLS config");
+            if let Some(c) = tls_config {
+                builder = builder.tls_config(c).expect("gRPC server TLS config");
             }
             let _ = builder
                 .add_service(
@@ -614,10 +662,15 @@ impl OtlpReceiver {
 
     /// An OTLP/HTTP collector over TLS with a certificate signed by `ca`.
     pub fn http_tls(ca: &TestCa) -> OtlpReceiver {
-        Self::http_with(Some(ca))
+        Self::http_with(Some((ca, false)))
     }
 
-    fn http_with(tls: Option<&TestCa>) -> OtlpReceiver {
+    /// [`OtlpReceiver::http_tls`] that also requires a client certificate signed by `ca`.
+    pub fn http_mtls(ca: &TestCa) -> OtlpReceiver {
+        Self::http_with(Some((ca, true)))
+    }
+
+    fn http_with(tls: Option<(&TestCa, bool)>) -> OtlpReceiver {
         let listener = bind_local();
         let addr = listener.local_addr().expect("receiver local addr");
         let state = SharedState::default();
@@ -625,7 +678,7 @@ impl OtlpReceiver {
         let server = spawn_http1_server_tls(
             "otlp-http",
             listener,
-            tls.map(TestCa::acceptor),
+            tls.map(|(ca, mtls)| ca.acceptor(mtls)),
             move |req| {
                 let state = handler_state.clone();
                 async move { handle_otlp_http(state, req).await }
