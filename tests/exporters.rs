@@ -13,6 +13,9 @@ use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(15);
 
+/// Environment variables for one case.
+type Env<'a> = Vec<(&'a str, &'a str)>;
+
 /// An API key that must reach the collector and nothing else.
 const SECRET: &str = "s3cr3t-key-7f1c";
 
@@ -123,26 +126,26 @@ fn headers_arrive_as_grpc_metadata_and_http_headers() {
 #[test]
 fn gzip_arrives_compressed_and_decodes_to_the_spans() {
     // (receiver, protocol, file compression, env, why)
-    let cases: [(OtlpReceiver, &str, &str, &[(&str, &str)], &str); 3] = [
+    let cases: [(OtlpReceiver, &str, &str, Env, &str); 3] = [
         (
             OtlpReceiver::grpc(),
             "grpc",
             "gzip",
-            &[],
+            vec![],
             "gRPC, from the file",
         ),
         (
             OtlpReceiver::http(),
             "http/protobuf",
             "none",
-            &[("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "gzip")],
+            vec![("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "gzip")],
             "HTTP, the _TRACES_ variable overrides the file",
         ),
         (
             OtlpReceiver::http(),
             "http/protobuf",
             "none",
-            &[],
+            vec![],
             "HTTP, off",
         ),
     ];
@@ -152,7 +155,7 @@ fn gzip_arrives_compressed_and_decodes_to_the_spans() {
             r#"protocol: {protocol}, endpoint: "{}", compression: {compression}"#,
             rx.endpoint()
         );
-        let proxy = Proxy::start_with_env(&config(&up, &exporter, ""), env);
+        let proxy = Proxy::start_with_env(&config(&up, &exporter, ""), &env);
         let (_, client) = one_traced_request(&proxy, &rx);
         assert_eq!(
             client.attr_int("http.response.status_code"),
@@ -178,7 +181,7 @@ fn tls_with_a_ca_file() {
     let ca = TestCa::new();
     let ca_path = ca.ca_path().display().to_string();
     // (receiver, protocol, tls YAML, env, why)
-    let cases: [(OtlpReceiver, &str, String, Vec<(&str, &str)>, &str); 2] = [
+    let cases: [(OtlpReceiver, &str, String, Env, &str); 2] = [
         (
             OtlpReceiver::grpc_tls(&ca),
             "grpc",
@@ -217,7 +220,7 @@ fn tls_client_certificate() {
     let (cert, key) = ca.client_files();
     let (cert, key) = (cert.display().to_string(), key.display().to_string());
     // (receiver, protocol, tls YAML, env, spans expected, why)
-    let cases: [(OtlpReceiver, &str, String, Vec<(&str, &str)>, bool, &str); 3] = [
+    let cases: [(OtlpReceiver, &str, String, Env, bool, &str); 3] = [
         (
             OtlpReceiver::grpc_mtls(&ca),
             "grpc",
@@ -295,7 +298,7 @@ fn zipkin_spans_and_parent_links() {
     let zk_env = ZipkinReceiver::start();
     let file_exporter = format!(r#"protocol: zipkin, endpoint: "{}""#, zk_file.endpoint());
     let env_endpoint = zk_env.endpoint();
-    let cases: [(&ZipkinReceiver, String, Vec<(&str, &str)>, &str, &str); 2] = [
+    let cases: [(&ZipkinReceiver, String, Env, &str, &str); 2] = [
         (
             &zk_file,
             file_exporter,
@@ -386,9 +389,9 @@ fn resource_attributes_from_file_and_env() {
     let extra = "  resource: { deployment.environment.name: staging, team: edge }";
     // (env, expected attributes (None: absent), why)
     type Want<'a> = &'a [(&'a str, Option<&'a str>)];
-    let cases: [(&[(&str, &str)], Want, &str); 2] = [
+    let cases: [(Env, Want, &str); 2] = [
         (
-            &[],
+            vec![],
             &[
                 ("service.name", Some("edge-test")),
                 ("deployment.environment.name", Some("staging")),
@@ -398,7 +401,7 @@ fn resource_attributes_from_file_and_env() {
             "from the file",
         ),
         (
-            &[(
+            vec![(
                 "OTEL_RESOURCE_ATTRIBUTES",
                 "deployment.environment.name=prod, host.name=edge%201",
             )],
@@ -415,7 +418,7 @@ fn resource_attributes_from_file_and_env() {
         let rx = OtlpReceiver::grpc();
         let up = Upstream::start("b1");
         let exporter = format!(r#"protocol: grpc, endpoint: "{}""#, rx.endpoint());
-        let proxy = Proxy::start_with_env(&config(&up, &exporter, extra), env);
+        let proxy = Proxy::start_with_env(&config(&up, &exporter, extra), &env);
         one_traced_request(&proxy, &rx);
         let attrs = &rx.resource_attributes()[0];
         for (k, v) in want {
@@ -446,7 +449,8 @@ fn refused_exporter_configs_exit_64_with_key_and_reason() {
     };
     let secret_header = format!(r#"protocol: grpc, headers: {{ x-api-key: "{SECRET}" }}"#);
     // (config, env, words expected in the output, why)
-    let cases: Vec<(String, Vec<(&str, String)>, Vec<String>, &str)> = vec![
+    type Case<'a> = (String, Vec<(&'a str, String)>, Vec<String>, &'a str);
+    let cases: Vec<Case> = vec![
         (
             base("protocol: grpc, compression: br", ""),
             vec![],

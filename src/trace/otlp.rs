@@ -12,7 +12,9 @@
 //! Wire format: `opentelemetry/proto/collector/trace/v1/trace_service.proto` and
 //! `opentelemetry/proto/trace/v1/trace.proto` (OTLP 1.x); transport per the OTLP specification
 //! (<https://opentelemetry.io/docs/specs/otlp/>): gRPC `TraceService/Export`, or
-//! `POST /v1/traces` with `Content-Type: application/x-protobuf`.
+//! `POST /v1/traces` with `Content-Type: application/x-protobuf`. Both transports send the
+//! configured headers, may gzip the message, and speak TLS to `https://` endpoints
+//! (`super::transport`, `super::tls`).
 
 use super::exporter::ExporterSettings;
 use super::pipeline::{throttled_error, BatchExporter};
