@@ -40,6 +40,8 @@ pub struct FileTelemetry {
     pub keep: FileKeep,
     pub trust_incoming: Option<FileTrust>,
     #[serde(default)]
+    pub capture: FileCapture,
+    #[serde(default)]
     pub exporter: FileExporter,
     #[serde(default)]
     pub batch: FileBatch,
@@ -57,6 +59,18 @@ pub struct FileSampler {
 pub struct FileKeep {
     pub errors: Option<bool>,
     pub slower_than: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileCapture {
+    #[serde(default)]
+    pub request_headers: Vec<String>,
+    #[serde(default)]
+    pub response_headers: Vec<String>,
+    pub query: Option<String>,
+    #[serde(default)]
+    pub sensitive_query_keys: Vec<String>,
 }
 
 /// `all`, `none`, or a list of networks.

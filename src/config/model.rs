@@ -3,9 +3,10 @@
 //! Every default lives in [`defaults`], documented where it is defined. Environment variables
 //! (`OTEL_*`, OpenTelemetry's standard names) override file values.
 
-use super::file::{FileConfig, FileRoute, FileTrust, FileUpstream};
+use super::file::{FileCapture, FileConfig, FileRoute, FileTrust, FileUpstream};
 use super::{ConfigError, Env};
 use crate::routing::{Route, RouteAction, Router};
+use crate::trace::capture::{Capture, QueryMode};
 use crate::trace::exporter::{ExporterProtocol, ExporterSettings, TelemetrySettings};
 use crate::trace::pipeline::PipelineSettings;
 use crate::trace::sampling::{check_ratio, Sampler};
@@ -19,6 +20,7 @@ use std::time::Duration;
 
 /// All defaults, in one place.
 pub mod defaults {
+    use crate::trace::capture::QueryMode;
     use std::time::Duration;
 
     /// `telemetry.service_name`: the OpenTelemetry `service.name` of the proxy's spans.
@@ -29,6 +31,10 @@ pub mod defaults {
     /// `telemetry.sampler.name`: the OpenTelemetry SDK default. New traces are all sampled;
     /// a trusted caller's decision is followed.
     pub const SAMPLER: &str = "parentbased_always_on";
+    /// `telemetry.capture.query`: `url.query` is recorded with the values of sensitive keys
+    /// replaced by `REDACTED` (the semantic conventions' advice); `off` and `full` are the
+    /// alternatives.
+    pub const CAPTURE_QUERY: QueryMode = QueryMode::Redacted;
     /// `telemetry.keep.errors`: off, so the sampler alone decides unless asked otherwise.
     pub const KEEP_ERRORS: bool = false;
     /// `telemetry.exporter.endpoint` for `grpc` (the OTLP default port).
@@ -524,8 +530,49 @@ fn telemetry(c: &Ctx<'_>, f: &FileConfig, env: &dyn Env) -> Result<TelemetrySett
             trust,
             keep_errors: t.keep.errors.unwrap_or(defaults::KEEP_ERRORS),
             keep_slower_than,
+            capture: capture(c, &t.capture)?,
         },
     })
+}
+
+/// `telemetry.capture`: the header allowlists and how `url.query` is recorded.
+fn capture(c: &Ctx<'_>, f: &FileCapture) -> Result<Capture, ConfigError> {
+    let names = |key: &str, list: &[String]| -> Result<Vec<http::HeaderName>, ConfigError> {
+        list.iter()
+            .enumerate()
+            .map(|(i, n)| {
+                http::HeaderName::from_bytes(n.trim().as_bytes()).map_err(|_| {
+                    c.err(format!("{key}[{i}]"), format!("{n:?} is not a header name"))
+                })
+            })
+            .collect()
+    };
+    let query = match f.query.as_deref().map(str::trim) {
+        None => defaults::CAPTURE_QUERY,
+        Some("off") => QueryMode::Off,
+        Some("redacted") => QueryMode::Redacted,
+        Some("full") => QueryMode::Full,
+        Some(other) => {
+            return Err(c.err(
+                "telemetry.capture.query",
+                format!("{other:?}: expected off, redacted or full"),
+            ))
+        }
+    };
+    for (i, k) in f.sensitive_query_keys.iter().enumerate() {
+        if k.trim().is_empty() {
+            return Err(c.err(
+                format!("telemetry.capture.sensitive_query_keys[{i}]"),
+                "must not be empty",
+            ));
+        }
+    }
+    Ok(Capture::new(
+        &names("telemetry.capture.request_headers", &f.request_headers)?,
+        &names("telemetry.capture.response_headers", &f.response_headers)?,
+        query,
+        &f.sensitive_query_keys,
+    ))
 }
 
 fn check_upstreams(
@@ -779,6 +826,10 @@ upstreams:
             ("listen: [\"127.0.0.1:1\"]\ntelemetry: {keep: {slower_than: soon}}\n", "telemetry.keep.slower_than", "", "not a duration"),
             ("listen: [\"127.0.0.1:1\"]\ntelemetry: {trust_incoming: some}\n", "telemetry.trust_incoming", "expected all, none", "unknown word"),
             ("listen: [\"127.0.0.1:1\"]\ntelemetry: {trust_incoming: [\"10.0.0.1/8\"]}\n", "telemetry.trust_incoming[0]", "bits set", "host bits in a network"),
+            ("listen: [\"127.0.0.1:1\"]\ntelemetry: {capture: {request_headers: [x-ok, \"bad name\"]}}\n", "telemetry.capture.request_headers[1]", "not a header name", "capture list names the bad entry"),
+            ("listen: [\"127.0.0.1:1\"]\ntelemetry: {capture: {query: some}}\n", "telemetry.capture.query", "expected off, redacted or full", "unknown query mode"),
+            ("listen: [\"127.0.0.1:1\"]\ntelemetry: {capture: {sensitive_query_keys: [\" \"]}}\n", "telemetry.capture.sensitive_query_keys[0]", "must not be empty", "blank sensitive key"),
+            ("listen: [\"127.0.0.1:1\"]\ntelemetry: {capture: {headers: [a]}}\n", "telemetry.capture.headers", "unknown field", "request_headers/response_headers, not headers"),
             ("listen: [\"127.0.0.1:1\"]\nroutes: [{name: r, match: {path_prefix: /}, respond: {status: 200}, sample_ratio: -1}]\n", "routes[0].sample_ratio", "between 0 and 1", "route ratio out of range"),
             ("listen: [\"127.0.0.1:1\"]\nroutes: [{name: a, respond: {}}, {name: a, respond: {}}]\n", "routes[1].name", "used twice", "duplicate route name"),
             ("listen: [\"127.0.0.1:1\"]\nroutes: [{name: a, match: {path_prefix: api}, respond: {}}]\n", "routes[0].match.path_prefix", "must start with '/'", "relative prefix"),

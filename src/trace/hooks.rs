@@ -66,14 +66,16 @@ pub fn inject(trace: &RequestTrace, upstream_request: &mut RequestHeader) -> pin
     Ok(())
 }
 
-/// Adds the response headers the tracer's options ask for (`traceresponse`, a trace-id
-/// header) to a response going downstream, replacing any an upstream sent. Call it in
-/// `response_filter`, and wherever the proxy writes its own responses.
+/// Records the response headers on the capture allowlist, then adds the response headers the
+/// tracer's options ask for (`traceresponse`, a trace-id header) to a response going
+/// downstream, replacing any an upstream sent. Call it in `response_filter`, and wherever the
+/// proxy writes its own responses.
 pub fn response(
-    trace: &RequestTrace,
+    trace: &mut RequestTrace,
     tracer: &Tracer,
     resp: &mut ResponseHeader,
 ) -> pingora::Result<()> {
+    trace.capture_response_headers(tracer.options(), &resp.headers);
     let mut result = Ok(());
     trace.response_headers(tracer.options(), |name, value| {
         if result.is_ok() {

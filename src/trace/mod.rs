@@ -4,6 +4,7 @@
 //! the [`hooks`] from the matching phases. Only [`hooks`] touches Pingora types; [`w3c`],
 //! [`request`], [`span`], [`pipeline`] and [`otlp`] are plain Rust.
 
+pub mod capture;
 pub mod exporter;
 pub mod hooks;
 pub mod ids;

@@ -5,6 +5,7 @@
 //! phases. Time is taken from one wall-clock reading at the start plus a monotonic clock, so
 //! span durations never go backwards when the system clock is adjusted.
 
+use super::capture::Capture;
 use super::ids::{new_span_id, new_trace_id};
 use super::pipeline::SpanSink;
 use super::sampling::Sampler;
@@ -47,6 +48,8 @@ pub struct TraceOptions {
     /// A response header carrying the 32-hex trace id alone (e.g. `x-trace-id`), for support
     /// desks and clients that do not speak W3C.
     pub trace_id_header: Option<HeaderName>,
+    /// Headers and query recorded on the SERVER span beyond the fixed attributes.
+    pub capture: Capture,
 }
 
 /// The shared, per-process part of the tracing plugin: where finished spans go, and the
@@ -187,6 +190,7 @@ impl RequestTrace {
             method: req.method.clone(),
             route: None,
             path: req.uri.path().to_owned(),
+            query: options.capture.url_query(req.uri.query()),
             scheme: req.scheme,
             server_address,
             server_port: host_port.or(req.local_port),
@@ -200,6 +204,8 @@ impl RequestTrace {
             protocol_version: protocol_version(req.version),
             status: 0,
             error_type: None,
+            request_headers: options.capture.request_headers(req.headers),
+            response_headers: Vec::new(),
         };
         let mut trace = RequestTrace {
             trace_id,
@@ -384,6 +390,14 @@ impl RequestTrace {
                 name,
                 http::HeaderValue::from_str(&hex).expect("hex is a valid header value"),
             );
+        }
+    }
+
+    /// Records the response headers on the capture allowlist from the response going
+    /// downstream. A later call (a response replaced before it was sent) replaces them.
+    pub fn capture_response_headers(&mut self, options: &TraceOptions, headers: &HeaderMap) {
+        if options.capture.wants_response_headers() {
+            self.server.response_headers = options.capture.response_headers(headers);
         }
     }
 
