@@ -1492,6 +1492,17 @@ mod tests {
                 }) {
                     roundtrip_context(&c);
                 }
+                // Sampling state and debug flag alone: never a context without ids.
+                let state = parse_b3_multi(&B3MultiHeaders {
+                    sampled: Some(a),
+                    flags: Some(b),
+                    parent_span_id: Some(&bytes),
+                    ..Default::default()
+                });
+                assert!(matches!(
+                    state,
+                    Ok(None | Some(Extracted::SamplingOnly(_))) | Err(_)
+                ));
                 if let Some(bag) = parse_baggage([a, b]) {
                     let s = bag.as_str();
                     assert!(s.len() <= BAGGAGE_MAX_BYTES);
