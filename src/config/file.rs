@@ -39,6 +39,8 @@ pub struct FileTelemetry {
     #[serde(default)]
     pub keep: FileKeep,
     pub trust_incoming: Option<FileTrust>,
+    /// `OTEL_PROPAGATORS` names, in extraction order.
+    pub propagators: Option<Vec<String>>,
     #[serde(default)]
     pub capture: FileCapture,
     #[serde(default)]

@@ -9,6 +9,7 @@ use crate::routing::{Route, RouteAction, Router};
 use crate::trace::capture::{Capture, QueryMode};
 use crate::trace::exporter::{ExporterProtocol, ExporterSettings, TelemetrySettings};
 use crate::trace::pipeline::PipelineSettings;
+use crate::trace::propagation::Propagators;
 use crate::trace::sampling::{check_ratio, Sampler};
 use crate::trace::trust::{Cidr, Trust};
 use crate::trace::TraceOptions;
@@ -531,6 +532,7 @@ fn telemetry(c: &Ctx<'_>, f: &FileConfig, env: &dyn Env) -> Result<TelemetrySett
             keep_errors: t.keep.errors.unwrap_or(defaults::KEEP_ERRORS),
             keep_slower_than,
             capture: capture(c, &t.capture)?,
+            propagators: propagators(c, t.propagators.as_deref(), env)?,
         },
     })
 }
@@ -573,6 +575,29 @@ fn capture(c: &Ctx<'_>, f: &FileCapture) -> Result<Capture, ConfigError> {
         query,
         &f.sensitive_query_keys,
     ))
+}
+
+/// `telemetry.propagators` (a list of names), overridden by `OTEL_PROPAGATORS` (the same
+/// names, comma-separated). Absent from both: `tracecontext,baggage`, the OpenTelemetry default.
+fn propagators(
+    c: &Ctx<'_>,
+    file: Option<&[String]>,
+    env: &dyn Env,
+) -> Result<Propagators, ConfigError> {
+    if let Some(v) = env.var("OTEL_PROPAGATORS") {
+        return Propagators::from_names(v.split(','))
+            .map_err(|e| env_err("OTEL_PROPAGATORS", e.reason));
+    }
+    let Some(names) = file else {
+        return Ok(Propagators::default());
+    };
+    Propagators::from_names(names.iter().map(String::as_str)).map_err(|e| {
+        let key = match e.index {
+            Some(i) => format!("telemetry.propagators[{i}]"),
+            None => "telemetry.propagators".to_owned(),
+        };
+        c.err(key, e.reason)
+    })
 }
 
 fn check_upstreams(
@@ -830,6 +855,11 @@ upstreams:
             ("listen: [\"127.0.0.1:1\"]\ntelemetry: {capture: {query: some}}\n", "telemetry.capture.query", "expected off, redacted or full", "unknown query mode"),
             ("listen: [\"127.0.0.1:1\"]\ntelemetry: {capture: {sensitive_query_keys: [\" \"]}}\n", "telemetry.capture.sensitive_query_keys[0]", "must not be empty", "blank sensitive key"),
             ("listen: [\"127.0.0.1:1\"]\ntelemetry: {capture: {headers: [a]}}\n", "telemetry.capture.headers", "unknown field", "request_headers/response_headers, not headers"),
+            ("listen: [\"127.0.0.1:1\"]\ntelemetry: {propagators: [tracecontext, xray]}\n", "telemetry.propagators[1]", "not supported", "a known OTel propagator this proxy lacks"),
+            ("listen: [\"127.0.0.1:1\"]\ntelemetry: {propagators: [B3]}\n", "telemetry.propagators[0]", "case-sensitive", "OTel propagator names are case-sensitive"),
+            ("listen: [\"127.0.0.1:1\"]\ntelemetry: {propagators: [b3, none]}\n", "telemetry.propagators[1]", "cannot be combined", "none with another propagator"),
+            ("listen: [\"127.0.0.1:1\"]\ntelemetry: {propagators: []}\n", "telemetry.propagators", "no propagator", "an empty list is refused; none says it"),
+            ("listen: [\"127.0.0.1:1\"]\ntelemetry: {propagators: b3}\n", "telemetry.propagators", "", "a list, not a word"),
             ("listen: [\"127.0.0.1:1\"]\nroutes: [{name: r, match: {path_prefix: /}, respond: {status: 200}, sample_ratio: -1}]\n", "routes[0].sample_ratio", "between 0 and 1", "route ratio out of range"),
             ("listen: [\"127.0.0.1:1\"]\nroutes: [{name: a, respond: {}}, {name: a, respond: {}}]\n", "routes[1].name", "used twice", "duplicate route name"),
             ("listen: [\"127.0.0.1:1\"]\nroutes: [{name: a, match: {path_prefix: api}, respond: {}}]\n", "routes[0].match.path_prefix", "must start with '/'", "relative prefix"),
@@ -963,6 +993,30 @@ upstreams:
                 },
                 "OTEL_TRACES_SAMPLER(_ARG) override the file",
             ),
+            (
+                bare,
+                &[],
+                |t| t.options.propagators.to_string() == "tracecontext,baggage",
+                "default propagators: tracecontext,baggage (OTel SDK)",
+            ),
+            (
+                "listen: [\"127.0.0.1:1\"]\ntelemetry: {propagators: [jaeger, b3, tracecontext, b3]}\n",
+                &[],
+                |t| t.options.propagators.to_string() == "jaeger,b3,tracecontext",
+                "file order kept, repeats dropped",
+            ),
+            (
+                "listen: [\"127.0.0.1:1\"]\ntelemetry: {propagators: [b3]}\n",
+                &[("OTEL_PROPAGATORS", "b3multi, jaeger")],
+                |t| t.options.propagators.to_string() == "b3multi,jaeger",
+                "OTEL_PROPAGATORS overrides the file",
+            ),
+            (
+                bare,
+                &[("OTEL_PROPAGATORS", "none")],
+                |t| t.options.propagators.is_empty(),
+                "OTEL_PROPAGATORS=none",
+            ),
         ];
         for (yaml, env, check, why) in cases {
             let env: HashMap<&str, &str> = env.iter().copied().collect();
@@ -979,6 +1033,22 @@ upstreams:
         let e = load_str("listen: [\"127.0.0.1:1\"]\n", "t.yaml", &env).unwrap_err();
         assert_eq!(e.file, "environment");
         assert_eq!(e.key, "OTEL_EXPORTER_OTLP_PROTOCOL");
+    }
+
+    #[test]
+    fn bad_otel_propagators_is_refused_with_the_variable_name() {
+        for (v, words) in [
+            ("tracecontext,xray", "not supported"),
+            ("tracecontext,,b3", "empty"),
+        ] {
+            let env: HashMap<&str, &str> = [("OTEL_PROPAGATORS", v)].into_iter().collect();
+            let e = load_str("listen: [\"127.0.0.1:1\"]\n", "t.yaml", &env).unwrap_err();
+            assert_eq!(
+                (e.file.as_str(), e.key.as_str()),
+                ("environment", "OTEL_PROPAGATORS")
+            );
+            assert!(e.reason.contains(words), "{v}: {e}");
+        }
     }
 
     #[test]

@@ -15,7 +15,7 @@
 //! | `fail_to_connect`, `error_while_proxy` | [`attempt_error`] |
 //! | `logging`                       | [`finish`]               |
 
-use super::request::{RequestInfo, RequestTrace, Tracer, TRACEPARENT, TRACESTATE};
+use super::request::{RequestInfo, RequestTrace, Tracer};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::protocols::Digest;
 use pingora::proxy::Session;
@@ -54,16 +54,24 @@ pub fn connected(trace: &mut RequestTrace, reused: bool, digest: Option<&Digest>
     trace.attempt_connected(reused, connect);
 }
 
-/// Sets `traceparent` (and `tracestate`) on the request going upstream, replacing what the
-/// client sent. Uses `insert_header` so Pingora's header-case map stays consistent.
+/// Writes the trace context onto the request going upstream, in every configured format
+/// (`telemetry.propagators`; by default `traceparent`, `tracestate` and `baggage`), replacing
+/// what the client sent in those formats. Headers of formats that are not configured are left
+/// alone. Uses `insert_header` so Pingora's header-case map stays consistent.
 pub fn inject(trace: &RequestTrace, upstream_request: &mut RequestHeader) -> pingora::Result<()> {
-    upstream_request.remove_header(&TRACESTATE);
-    let tp = trace.upstream_traceparent();
-    upstream_request.insert_header(TRACEPARENT.clone(), &tp[..])?;
-    if let Some(ts) = trace.upstream_tracestate() {
-        upstream_request.insert_header(TRACESTATE.clone(), ts)?;
-    }
-    Ok(())
+    let mut result = Ok(());
+    trace.upstream_edits(|name, value| {
+        if result.is_err() {
+            return;
+        }
+        match value {
+            None => {
+                upstream_request.remove_header(name);
+            }
+            Some(v) => result = upstream_request.insert_header(name.clone(), v),
+        }
+    });
+    result
 }
 
 /// Records the response headers on the capture allowlist, then adds the response headers the

@@ -2,7 +2,7 @@
 //!
 //! Usable from any Pingora `ProxyHttp`: keep a [`RequestTrace`] in the request context and call
 //! the [`hooks`] from the matching phases. Only [`hooks`] touches Pingora types; [`w3c`],
-//! [`request`], [`span`], [`pipeline`] and [`otlp`] are plain Rust.
+//! [`propagation`], [`request`], [`span`], [`pipeline`] and [`otlp`] are plain Rust.
 
 pub mod capture;
 pub mod exporter;
@@ -10,6 +10,7 @@ pub mod hooks;
 pub mod ids;
 pub mod otlp;
 pub mod pipeline;
+pub mod propagation;
 pub mod request;
 pub mod sampling;
 pub mod span;
@@ -18,4 +19,5 @@ pub mod w3c;
 
 pub use exporter::{start_pipeline, ExporterProtocol, ExporterSettings, TelemetrySettings};
 pub use pipeline::{BatchExporter, Pipeline, PipelineSettings, SdkExporter, SpanSink};
+pub use propagation::{Propagator, Propagators};
 pub use request::{RequestInfo, RequestTrace, TraceOptions, Tracer};
