@@ -337,6 +337,7 @@ fn server_record() -> SpanRecord {
             protocol_version: "1.1",
             status: 200,
             error_type: None,
+            ..Default::default()
         })),
     }
 }

@@ -102,7 +102,7 @@ impl ProxyHttp for MyProxy {
         upstream_response: &mut ResponseHeader,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
-        if let Some(t) = ctx {
+        if let Some(t) = ctx.as_mut() {
             hooks::response(t, &self.tracer, upstream_response)?;
         }
         Ok(())

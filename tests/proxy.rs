@@ -44,7 +44,7 @@ fn traceparent_matches_exported_spans(rx: OtlpReceiver, protocol: &str) {
 
     let resp = http_get(
         &proxy.addr(),
-        "/items/42?q=secret",
+        "/items/42?q=shoes&api_key=secret",
         &[("user-agent", "tg-test/1")],
     );
     assert_eq!(resp.status, 200);
@@ -93,6 +93,11 @@ fn traceparent_matches_exported_spans(rx: OtlpReceiver, protocol: &str) {
     assert_eq!(server.name, "GET all");
     assert_eq!(server.attr_str("http.request.method"), Some("GET"));
     assert_eq!(server.attr_str("url.path"), Some("/items/42"));
+    assert_eq!(
+        server.attr_str("url.query"),
+        Some("q=shoes&api_key=REDACTED"),
+        "the query is recorded with sensitive values redacted (the default)"
+    );
     assert_eq!(server.attr_str("url.scheme"), Some("http"));
     assert_eq!(server.attr_str("http.route"), Some("all"));
     assert_eq!(server.attr_int("http.response.status_code"), Some(200));
@@ -106,7 +111,7 @@ fn traceparent_matches_exported_spans(rx: OtlpReceiver, protocol: &str) {
             .attributes
             .values()
             .any(|v| format!("{v:?}").contains("secret"))),
-        "the query string is not recorded"
+        "no secret from the query string is recorded"
     );
 
     let (host, port) = up

@@ -40,6 +40,10 @@ pub struct FileTelemetry {
     #[serde(default)]
     pub keep: FileKeep,
     pub trust_incoming: Option<FileTrust>,
+    /// `OTEL_PROPAGATORS` names, in extraction order.
+    pub propagators: Option<Vec<String>>,
+    #[serde(default)]
+    pub capture: FileCapture,
     #[serde(default)]
     pub exporter: FileExporter,
     #[serde(default)]
@@ -58,6 +62,18 @@ pub struct FileSampler {
 pub struct FileKeep {
     pub errors: Option<bool>,
     pub slower_than: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileCapture {
+    #[serde(default)]
+    pub request_headers: Vec<String>,
+    #[serde(default)]
+    pub response_headers: Vec<String>,
+    pub query: Option<String>,
+    #[serde(default)]
+    pub sensitive_query_keys: Vec<String>,
 }
 
 /// `all`, `none`, or a list of networks.

@@ -3,11 +3,13 @@
 //! Every default lives in [`defaults`], documented where it is defined. Environment variables
 //! (`OTEL_*`, OpenTelemetry's standard names) override file values.
 
-use super::file::{FileConfig, FileRoute, FileTelemetry, FileTrust, FileUpstream};
+use super::file::{FileCapture, FileConfig, FileRoute, FileTelemetry, FileTrust, FileUpstream};
 use super::{ConfigError, Env};
 use crate::routing::{Route, RouteAction, Router};
+use crate::trace::capture::{Capture, QueryMode};
 use crate::trace::exporter::{ExporterProtocol, ExporterSettings, TelemetrySettings};
 use crate::trace::pipeline::PipelineSettings;
+use crate::trace::propagation::Propagators;
 use crate::trace::sampling::{check_ratio, Sampler};
 use crate::trace::tls::{TlsFile, TlsSettings};
 use crate::trace::transport::Compression;
@@ -21,6 +23,7 @@ use std::time::Duration;
 
 /// All defaults, in one place.
 pub mod defaults {
+    use crate::trace::capture::QueryMode;
     use std::time::Duration;
 
     /// `telemetry.service_name`: the OpenTelemetry `service.name` of the proxy's spans.
@@ -31,6 +34,10 @@ pub mod defaults {
     /// `telemetry.sampler.name`: the OpenTelemetry SDK default. New traces are all sampled;
     /// a trusted caller's decision is followed.
     pub const SAMPLER: &str = "parentbased_always_on";
+    /// `telemetry.capture.query`: `url.query` is recorded with the values of sensitive keys
+    /// replaced by `REDACTED` (the semantic conventions' advice); `off` and `full` are the
+    /// alternatives.
+    pub const CAPTURE_QUERY: QueryMode = QueryMode::Redacted;
     /// `telemetry.keep.errors`: off, so the sampler alone decides unless asked otherwise.
     pub const KEEP_ERRORS: bool = false;
     /// `telemetry.exporter.endpoint` for `grpc` (the OTLP default port).
@@ -538,7 +545,72 @@ fn telemetry(c: &Ctx<'_>, f: &FileConfig, env: &dyn Env) -> Result<TelemetrySett
             trust,
             keep_errors: t.keep.errors.unwrap_or(defaults::KEEP_ERRORS),
             keep_slower_than,
+            capture: capture(c, &t.capture)?,
+            propagators: propagators(c, t.propagators.as_deref(), env)?,
         },
+    })
+}
+
+/// `telemetry.capture`: the header allowlists and how `url.query` is recorded.
+fn capture(c: &Ctx<'_>, f: &FileCapture) -> Result<Capture, ConfigError> {
+    let names = |key: &str, list: &[String]| -> Result<Vec<http::HeaderName>, ConfigError> {
+        list.iter()
+            .enumerate()
+            .map(|(i, n)| {
+                http::HeaderName::from_bytes(n.trim().as_bytes()).map_err(|_| {
+                    c.err(format!("{key}[{i}]"), format!("{n:?} is not a header name"))
+                })
+            })
+            .collect()
+    };
+    let query = match f.query.as_deref().map(str::trim) {
+        None => defaults::CAPTURE_QUERY,
+        Some("off") => QueryMode::Off,
+        Some("redacted") => QueryMode::Redacted,
+        Some("full") => QueryMode::Full,
+        Some(other) => {
+            return Err(c.err(
+                "telemetry.capture.query",
+                format!("{other:?}: expected off, redacted or full"),
+            ))
+        }
+    };
+    for (i, k) in f.sensitive_query_keys.iter().enumerate() {
+        if k.trim().is_empty() {
+            return Err(c.err(
+                format!("telemetry.capture.sensitive_query_keys[{i}]"),
+                "must not be empty",
+            ));
+        }
+    }
+    Ok(Capture::new(
+        &names("telemetry.capture.request_headers", &f.request_headers)?,
+        &names("telemetry.capture.response_headers", &f.response_headers)?,
+        query,
+        &f.sensitive_query_keys,
+    ))
+}
+
+/// `telemetry.propagators` (a list of names), overridden by `OTEL_PROPAGATORS` (the same
+/// names, comma-separated). Absent from both: `tracecontext,baggage`, the OpenTelemetry default.
+fn propagators(
+    c: &Ctx<'_>,
+    file: Option<&[String]>,
+    env: &dyn Env,
+) -> Result<Propagators, ConfigError> {
+    if let Some(v) = env.var("OTEL_PROPAGATORS") {
+        return Propagators::from_names(v.split(','))
+            .map_err(|e| env_err("OTEL_PROPAGATORS", e.reason));
+    }
+    let Some(names) = file else {
+        return Ok(Propagators::default());
+    };
+    Propagators::from_names(names.iter().map(String::as_str)).map_err(|e| {
+        let key = match e.index {
+            Some(i) => format!("telemetry.propagators[{i}]"),
+            None => "telemetry.propagators".to_owned(),
+        };
+        c.err(key, e.reason)
     })
 }
 
@@ -1108,6 +1180,15 @@ upstreams:
             ("listen: [\"127.0.0.1:1\"]\ntelemetry: {keep: {slower_than: soon}}\n", "telemetry.keep.slower_than", "", "not a duration"),
             ("listen: [\"127.0.0.1:1\"]\ntelemetry: {trust_incoming: some}\n", "telemetry.trust_incoming", "expected all, none", "unknown word"),
             ("listen: [\"127.0.0.1:1\"]\ntelemetry: {trust_incoming: [\"10.0.0.1/8\"]}\n", "telemetry.trust_incoming[0]", "bits set", "host bits in a network"),
+            ("listen: [\"127.0.0.1:1\"]\ntelemetry: {capture: {request_headers: [x-ok, \"bad name\"]}}\n", "telemetry.capture.request_headers[1]", "not a header name", "capture list names the bad entry"),
+            ("listen: [\"127.0.0.1:1\"]\ntelemetry: {capture: {query: some}}\n", "telemetry.capture.query", "expected off, redacted or full", "unknown query mode"),
+            ("listen: [\"127.0.0.1:1\"]\ntelemetry: {capture: {sensitive_query_keys: [\" \"]}}\n", "telemetry.capture.sensitive_query_keys[0]", "must not be empty", "blank sensitive key"),
+            ("listen: [\"127.0.0.1:1\"]\ntelemetry: {capture: {headers: [a]}}\n", "telemetry.capture.headers", "unknown field", "request_headers/response_headers, not headers"),
+            ("listen: [\"127.0.0.1:1\"]\ntelemetry: {propagators: [tracecontext, xray]}\n", "telemetry.propagators[1]", "not supported", "a known OTel propagator this proxy lacks"),
+            ("listen: [\"127.0.0.1:1\"]\ntelemetry: {propagators: [B3]}\n", "telemetry.propagators[0]", "case-sensitive", "OTel propagator names are case-sensitive"),
+            ("listen: [\"127.0.0.1:1\"]\ntelemetry: {propagators: [b3, none]}\n", "telemetry.propagators[1]", "cannot be combined", "none with another propagator"),
+            ("listen: [\"127.0.0.1:1\"]\ntelemetry: {propagators: []}\n", "telemetry.propagators", "no propagator", "an empty list is refused; none says it"),
+            ("listen: [\"127.0.0.1:1\"]\ntelemetry: {propagators: b3}\n", "telemetry.propagators", "", "a list, not a word"),
             ("listen: [\"127.0.0.1:1\"]\nroutes: [{name: r, match: {path_prefix: /}, respond: {status: 200}, sample_ratio: -1}]\n", "routes[0].sample_ratio", "between 0 and 1", "route ratio out of range"),
             ("listen: [\"127.0.0.1:1\"]\nroutes: [{name: a, respond: {}}, {name: a, respond: {}}]\n", "routes[1].name", "used twice", "duplicate route name"),
             ("listen: [\"127.0.0.1:1\"]\nroutes: [{name: a, match: {path_prefix: api}, respond: {}}]\n", "routes[0].match.path_prefix", "must start with '/'", "relative prefix"),
@@ -1353,6 +1434,30 @@ upstreams:
                 },
                 "OTEL_TRACES_SAMPLER(_ARG) override the file",
             ),
+            (
+                bare,
+                &[],
+                |t| t.options.propagators.to_string() == "tracecontext,baggage",
+                "default propagators: tracecontext,baggage (OTel SDK)",
+            ),
+            (
+                "listen: [\"127.0.0.1:1\"]\ntelemetry: {propagators: [jaeger, b3, tracecontext, b3]}\n",
+                &[],
+                |t| t.options.propagators.to_string() == "jaeger,b3,tracecontext",
+                "file order kept, repeats dropped",
+            ),
+            (
+                "listen: [\"127.0.0.1:1\"]\ntelemetry: {propagators: [b3]}\n",
+                &[("OTEL_PROPAGATORS", "b3multi, jaeger")],
+                |t| t.options.propagators.to_string() == "b3multi,jaeger",
+                "OTEL_PROPAGATORS overrides the file",
+            ),
+            (
+                bare,
+                &[("OTEL_PROPAGATORS", "none")],
+                |t| t.options.propagators.is_empty(),
+                "OTEL_PROPAGATORS=none",
+            ),
         ];
         for (yaml, env, check, why) in cases {
             let env: HashMap<&str, &str> = env.iter().copied().collect();
@@ -1551,6 +1656,22 @@ upstreams:
         let e = load_str(&yaml(&ca_pem, "", ""), "t.yaml", &env).unwrap_err();
         assert_eq!(e.key, "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", "{e}");
         assert!(e.reason.contains(&not_pem), "the path is named: {e}");
+    }
+
+    #[test]
+    fn bad_otel_propagators_is_refused_with_the_variable_name() {
+        for (v, words) in [
+            ("tracecontext,xray", "not supported"),
+            ("tracecontext,,b3", "empty"),
+        ] {
+            let env: HashMap<&str, &str> = [("OTEL_PROPAGATORS", v)].into_iter().collect();
+            let e = load_str("listen: [\"127.0.0.1:1\"]\n", "t.yaml", &env).unwrap_err();
+            assert_eq!(
+                (e.file.as_str(), e.key.as_str()),
+                ("environment", "OTEL_PROPAGATORS")
+            );
+            assert!(e.reason.contains(words), "{v}: {e}");
+        }
     }
 
     #[test]

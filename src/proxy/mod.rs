@@ -72,7 +72,7 @@ async fn respond(
     session: &mut Session,
     status: u16,
     body: Bytes,
-    trace: Option<&RequestTrace>,
+    trace: Option<&mut RequestTrace>,
     tracer: &Tracer,
 ) -> Result<()> {
     let mut resp = ResponseHeader::build(status, Some(4))?;
@@ -129,7 +129,7 @@ impl ProxyHttp for TracegateProxy {
                 session,
                 404,
                 Bytes::from_static(b"404 Not Found: no route matches this request\n"),
-                ctx.trace.as_ref(),
+                ctx.trace.as_mut(),
                 &self.tracer,
             )
             .await?;
@@ -149,7 +149,7 @@ impl ProxyHttp for TracegateProxy {
                     session,
                     *status,
                     body.clone(),
-                    ctx.trace.as_ref(),
+                    ctx.trace.as_mut(),
                     &self.tracer,
                 )
                 .await?;
@@ -257,7 +257,7 @@ impl ProxyHttp for TracegateProxy {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        if let Some(t) = &ctx.trace {
+        if let Some(t) = &mut ctx.trace {
             hooks::response(t, &self.tracer, upstream_response)?;
         }
         Ok(())
@@ -343,7 +343,7 @@ impl ProxyHttp for TracegateProxy {
                 .and_then(|c| c.canonical_reason())
                 .unwrap_or("Error");
             let body = Bytes::from(format!("{code} {reason}\n"));
-            if let Err(err) = respond(session, code, body, ctx.trace.as_ref(), &self.tracer).await {
+            if let Err(err) = respond(session, code, body, ctx.trace.as_mut(), &self.tracer).await {
                 log::debug!("cannot send the error response downstream: {err}");
             }
         }

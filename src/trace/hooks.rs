@@ -15,7 +15,7 @@
 //! | `fail_to_connect`, `error_while_proxy` | [`attempt_error`] |
 //! | `logging`                       | [`finish`]               |
 
-use super::request::{RequestInfo, RequestTrace, Tracer, TRACEPARENT, TRACESTATE};
+use super::request::{RequestInfo, RequestTrace, Tracer};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::protocols::Digest;
 use pingora::proxy::Session;
@@ -54,26 +54,36 @@ pub fn connected(trace: &mut RequestTrace, reused: bool, digest: Option<&Digest>
     trace.attempt_connected(reused, connect);
 }
 
-/// Sets `traceparent` (and `tracestate`) on the request going upstream, replacing what the
-/// client sent. Uses `insert_header` so Pingora's header-case map stays consistent.
+/// Writes the trace context onto the request going upstream, in every configured format
+/// (`telemetry.propagators`; by default `traceparent`, `tracestate` and `baggage`), replacing
+/// what the client sent in those formats. Headers of formats that are not configured are left
+/// alone. Uses `insert_header` so Pingora's header-case map stays consistent.
 pub fn inject(trace: &RequestTrace, upstream_request: &mut RequestHeader) -> pingora::Result<()> {
-    upstream_request.remove_header(&TRACESTATE);
-    let tp = trace.upstream_traceparent();
-    upstream_request.insert_header(TRACEPARENT.clone(), &tp[..])?;
-    if let Some(ts) = trace.upstream_tracestate() {
-        upstream_request.insert_header(TRACESTATE.clone(), ts)?;
-    }
-    Ok(())
+    let mut result = Ok(());
+    trace.upstream_edits(|name, value| {
+        if result.is_err() {
+            return;
+        }
+        match value {
+            None => {
+                upstream_request.remove_header(name);
+            }
+            Some(v) => result = upstream_request.insert_header(name.clone(), v),
+        }
+    });
+    result
 }
 
-/// Adds the response headers the tracer's options ask for (`traceresponse`, a trace-id
-/// header) to a response going downstream, replacing any an upstream sent. Call it in
-/// `response_filter`, and wherever the proxy writes its own responses.
+/// Records the response headers on the capture allowlist, then adds the response headers the
+/// tracer's options ask for (`traceresponse`, a trace-id header) to a response going
+/// downstream, replacing any an upstream sent. Call it in `response_filter`, and wherever the
+/// proxy writes its own responses.
 pub fn response(
-    trace: &RequestTrace,
+    trace: &mut RequestTrace,
     tracer: &Tracer,
     resp: &mut ResponseHeader,
 ) -> pingora::Result<()> {
+    trace.capture_response_headers(tracer.options(), &resp.headers);
     let mut result = Ok(());
     trace.response_headers(tracer.options(), |name, value| {
         if result.is_ok() {

@@ -80,7 +80,15 @@ fn any_value_len(v: AttrValue<'_>) -> usize {
         AttrValue::Int(i) => 1 + varint_len(i as u64),
         AttrValue::Bool(_) => 2,
         AttrValue::F64(_) => 9,
+        AttrValue::StrList(l) => len_field(array_len(l)),
     }
+}
+
+/// Length of an `ArrayValue` message holding strings: each is an `AnyValue` (field 1) whose
+/// `string_value` is field 1.
+#[inline]
+fn array_len(l: &[String]) -> usize {
+    l.iter().map(|s| len_field(len_field(s.len()))).sum()
 }
 
 #[inline]
@@ -98,6 +106,16 @@ fn put_any_value(buf: &mut Vec<u8>, v: AttrValue<'_>) {
         AttrValue::F64(x) => {
             put_tag(buf, 4, FIXED64);
             buf.extend_from_slice(&x.to_le_bytes());
+        }
+        // AnyValue.array_value = 5 { ArrayValue.values = 1 (AnyValue { string_value = 1 }) }
+        AttrValue::StrList(l) => {
+            put_tag(buf, 5, LEN);
+            put_varint(buf, array_len(l) as u64);
+            for s in l {
+                put_tag(buf, 1, LEN);
+                put_varint(buf, len_field(s.len()) as u64);
+                put_bytes(buf, 1, s.as_bytes());
+            }
         }
     }
 }
@@ -506,6 +524,7 @@ impl BatchExporter for OtlpExporter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::trace::capture::CapturedHeader;
     use crate::trace::span::{ClientFields, ServerFields, SpanBody};
     use crate::trace::w3c::{SpanId, TraceId};
     use opentelemetry::{InstrumentationScope, KeyValue};
@@ -543,6 +562,23 @@ mod tests {
                 protocol_version: "1.1",
                 status,
                 error_type: error.map(Cow::Borrowed),
+                query: route.map(|_| "page=2&token=REDACTED".into()),
+                request_headers: route
+                    .map(|_| {
+                        vec![CapturedHeader {
+                            key: "http.request.header.accept".into(),
+                            values: vec!["text/html".into(), "application/json".into()],
+                        }]
+                    })
+                    .unwrap_or_default(),
+                response_headers: route
+                    .map(|_| {
+                        vec![CapturedHeader {
+                            key: "http.response.header.x-empty".into(),
+                            values: vec![String::new()],
+                        }]
+                    })
+                    .unwrap_or_default(),
             })),
         }
     }

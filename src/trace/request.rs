@@ -5,14 +5,18 @@
 //! phases. Time is taken from one wall-clock reading at the start plus a monotonic clock, so
 //! span durations never go backwards when the system clock is adjusted.
 
+use super::capture::Capture;
 use super::ids::{new_span_id, new_trace_id};
 use super::pipeline::SpanSink;
+use super::propagation::{
+    self, parse_baggage, Baggage, Extracted, Outgoing, Propagator, Propagators, BAGGAGE,
+};
 use super::sampling::Sampler;
 use super::span::{ClientFields, ServerFields, SpanBody, SpanLink, SpanRecord};
 use super::trust::Trust;
 use super::w3c::{
-    format_traceparent, parse_traceparent_lines, parse_tracestate, SpanId, TraceId,
-    TraceParentError, FLAG_RANDOM, FLAG_SAMPLED,
+    format_traceparent, parse_tracestate, SpanId, TraceId, TraceParentError, FLAG_RANDOM,
+    FLAG_SAMPLED,
 };
 use http::header::{HOST, USER_AGENT};
 use http::{HeaderMap, HeaderName};
@@ -21,10 +25,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-/// The `traceparent` header name.
-pub static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
-/// The `tracestate` header name.
-pub static TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+pub use super::propagation::{TRACEPARENT, TRACESTATE};
 
 /// The W3C Trace Context Level 2 `traceresponse` response header name.
 pub static TRACERESPONSE: HeaderName = HeaderName::from_static("traceresponse");
@@ -47,6 +48,11 @@ pub struct TraceOptions {
     /// A response header carrying the 32-hex trace id alone (e.g. `x-trace-id`), for support
     /// desks and clients that do not speak W3C.
     pub trace_id_header: Option<HeaderName>,
+    /// Headers and query recorded on the SERVER span beyond the fixed attributes.
+    pub capture: Capture,
+    /// The context formats read from requests (in this order) and written upstream
+    /// (`OTEL_PROPAGATORS`); `tracecontext,baggage` by default.
+    pub propagators: Propagators,
 }
 
 /// The shared, per-process part of the tracing plugin: where finished spans go, and the
@@ -118,6 +124,10 @@ pub struct RequestTrace {
     /// knows whether a keep rule exports it after all.
     held: Vec<SpanRecord>,
     tracestate: Option<Arc<str>>,
+    /// A trusted client's validated `baggage`, forwarded when `baggage` is configured.
+    baggage: Option<Baggage>,
+    /// The formats written upstream (the tracer's, copied: it is a few bytes).
+    propagators: Propagators,
     /// Why an incoming `traceparent` was refused, if it was.
     invalid_parent: Option<TraceParentError>,
     start_wall: SystemTime,
@@ -138,55 +148,87 @@ struct Attempt {
 }
 
 impl RequestTrace {
-    /// Starts the trace of a request: continues a valid incoming W3C context from a trusted
-    /// client, or starts a new trace (keeping an untrusted client's context as a link), and
-    /// makes the head sampling decision with the tracer's sampler.
+    /// Starts the trace of a request: continues a valid incoming context from a trusted client,
+    /// or starts a new trace (keeping an untrusted client's context as a link), and makes the
+    /// head sampling decision with the tracer's sampler.
+    ///
+    /// The context is read from the tracer's propagators in their configured order: the first
+    /// format present and valid wins. The trust policy applies to every format alike.
+    /// `tracestate` is only kept with a context that came from `traceparent`; `baggage` only
+    /// from a trusted client.
     pub fn start(tracer: &Tracer, req: &RequestInfo<'_>) -> RequestTrace {
         let options = tracer.options();
         let start_wall = SystemTime::now();
         let start_mono = Instant::now();
-        let parsed = parse_traceparent_lines(
-            req.headers
-                .get_all(&TRACEPARENT)
-                .iter()
-                .map(|v| v.as_bytes()),
-        );
+        let propagators = options.propagators;
+        let found = propagation::extract(&propagators, req.headers);
+        // Only asked when the client sent something the trust policy decides about.
+        let mut trusted = None;
+        let mut trusts = || {
+            *trusted.get_or_insert_with(|| options.trust.trusts(req.client_addr.map(|a| a.ip())))
+        };
         let mut link = None;
-        let (trace_id, parent, parent_flags, tracestate, invalid_parent) = match parsed {
-            Ok(Some(tp)) if options.trust.trusts(req.client_addr.map(|a| a.ip())) => {
-                // §3.3.1: tracestate is only meaningful with a valid traceparent.
-                let ts = parse_tracestate(
-                    req.headers
-                        .get_all(&TRACESTATE)
-                        .iter()
-                        .map(|v| v.as_bytes()),
-                )
-                .map(|t| Arc::<str>::from(t.as_str()));
-                (tp.trace_id, Some(tp.parent_id), Some(tp.flags), ts, None)
+        let mut trace_id = None;
+        let mut parent = None;
+        let mut parent_flags = None;
+        let mut parent_sampled = None;
+        let mut tracestate = None;
+        match found.found {
+            Some((source, Extracted::Context(ctx))) if trusts() => {
+                trace_id = Some(ctx.trace_id);
+                parent = Some(ctx.span_id);
+                parent_flags = Some(ctx.w3c_flags());
+                // B3 may defer the decision: then the sampler decides as for a new trace.
+                parent_sampled = ctx.sampled;
+                if source == Propagator::TraceContext {
+                    // §3.3.1: tracestate is only meaningful with a valid traceparent.
+                    tracestate = parse_tracestate(
+                        req.headers
+                            .get_all(&TRACESTATE)
+                            .iter()
+                            .map(|v| v.as_bytes()),
+                    )
+                    .map(|t| Arc::<str>::from(t.as_str()));
+                }
             }
             // An untrusted client's context: a new trace, which links to it. Its flags and
             // tracestate are not carried on, so it can neither force nor suppress sampling.
-            Ok(Some(tp)) => {
+            Some((_, Extracted::Context(ctx))) => {
                 link = Some(SpanLink {
-                    trace_id: tp.trace_id,
-                    span_id: tp.parent_id,
-                    flags: tp.flags,
+                    trace_id: ctx.trace_id,
+                    span_id: ctx.span_id,
+                    flags: ctx.w3c_flags(),
                 });
-                (new_trace_id(), None, None, None, None)
             }
-            Ok(None) => (new_trace_id(), None, None, None, None),
-            // §4.2: an invalid traceparent restarts the trace and tracestate is discarded.
-            Err(e) => (new_trace_id(), None, None, None, Some(e)),
+            // B3's decision without ids: a new trace, sampled as a trusted caller asked.
+            Some((_, Extracted::SamplingOnly(sampled))) if trusts() => {
+                parent_sampled = Some(sampled);
+            }
+            Some((_, Extracted::SamplingOnly(_))) | None => {}
+        }
+        let trace_id = trace_id.unwrap_or_else(new_trace_id);
+        // §4.2: an invalid traceparent restarts the trace (unless another configured format
+        // carried a valid context) and its tracestate is discarded.
+        let invalid_parent = found.invalid_traceparent;
+        // Baggage is passed through from trusted clients only; nothing is allocated when the
+        // request has none.
+        let baggage = if propagators.contains(Propagator::Baggage)
+            && req.headers.contains_key(&BAGGAGE)
+            && trusts()
+        {
+            parse_baggage(req.headers.get_all(&BAGGAGE).iter().map(|v| v.as_bytes()))
+        } else {
+            None
         };
         // A continued trace keeps the caller's random flag (§3.2.2.5.2); ids made here are
         // random. The sampled flag is this hop's decision, set by `decide_sampling` below.
-        let parent_sampled = parent_flags.map(|f| f & FLAG_SAMPLED != 0);
         let random = parent_flags.map_or(FLAG_RANDOM, |f| f & FLAG_RANDOM);
         let (server_address, host_port) = authority(req);
         let server = ServerFields {
             method: req.method.clone(),
             route: None,
             path: req.uri.path().to_owned(),
+            query: options.capture.url_query(req.uri.query()),
             scheme: req.scheme,
             server_address,
             server_port: host_port.or(req.local_port),
@@ -200,6 +242,8 @@ impl RequestTrace {
             protocol_version: protocol_version(req.version),
             status: 0,
             error_type: None,
+            request_headers: options.capture.request_headers(req.headers),
+            response_headers: Vec::new(),
         };
         let mut trace = RequestTrace {
             trace_id,
@@ -210,6 +254,8 @@ impl RequestTrace {
             flags: random,
             held: Vec::new(),
             tracestate,
+            baggage,
+            propagators,
             invalid_parent,
             start_wall,
             start_mono,
@@ -348,20 +394,50 @@ impl RequestTrace {
         self.tracestate.as_deref()
     }
 
-    /// Writes `traceparent` and `tracestate` into an outgoing header map, replacing any
+    /// The `baggage` to send upstream, if any (a trusted client's, validated).
+    pub fn upstream_baggage(&self) -> Option<&str> {
+        self.baggage.as_ref().map(Baggage::as_str)
+    }
+
+    /// The propagation formats this request writes upstream.
+    pub fn propagators(&self) -> &Propagators {
+        &self.propagators
+    }
+
+    /// The header changes for the request going upstream, the one source for every adapter:
+    /// `edit(name, Some(value))` replaces all values of `name`, `edit(name, None)` removes it.
+    /// For each configured format the client's headers are replaced by this trace's context
+    /// (the current CLIENT span as parent); other formats' headers are not touched. See
+    /// [`propagation::upstream_edits`].
+    pub fn upstream_edits(&self, edit: impl FnMut(&'static HeaderName, Option<&[u8]>)) {
+        let out = Outgoing {
+            trace_id: self.trace_id,
+            span_id: self.attempt.as_ref().map_or(self.span_id, |a| a.span_id),
+            flags: self.flags,
+            tracestate: self.upstream_tracestate(),
+            baggage: self.upstream_baggage(),
+        };
+        propagation::upstream_edits(&self.propagators, &out, edit);
+    }
+
+    /// Applies [`RequestTrace::upstream_edits`] to an outgoing header map: the configured
+    /// formats' headers (by default `traceparent`, `tracestate` and `baggage`) replace any
     /// incoming ones.
     pub fn inject(&self, headers: &mut HeaderMap) {
-        let tp = self.upstream_traceparent();
-        headers.remove(&TRACESTATE);
-        headers.insert(
-            TRACEPARENT.clone(),
-            http::HeaderValue::from_bytes(&tp).expect("traceparent is ASCII"),
-        );
-        if let Some(ts) = self.upstream_tracestate() {
-            if let Ok(v) = http::HeaderValue::from_str(ts) {
-                headers.insert(TRACESTATE.clone(), v);
+        self.upstream_edits(|name, value| match value {
+            None => {
+                headers.remove(name);
             }
-        }
+            Some(v) => match http::HeaderValue::from_bytes(v) {
+                Ok(v) => {
+                    headers.insert(name.clone(), v);
+                }
+                // Only validated values reach here; never forward one that is not.
+                Err(_) => {
+                    headers.remove(name);
+                }
+            },
+        });
     }
 
     /// The response headers `options` ask for: `traceresponse` naming this request's SERVER
@@ -384,6 +460,14 @@ impl RequestTrace {
                 name,
                 http::HeaderValue::from_str(&hex).expect("hex is a valid header value"),
             );
+        }
+    }
+
+    /// Records the response headers on the capture allowlist from the response going
+    /// downstream. A later call (a response replaced before it was sent) replaces them.
+    pub fn capture_response_headers(&mut self, options: &TraceOptions, headers: &HeaderMap) {
+        if options.capture.wants_response_headers() {
+            self.server.response_headers = options.capture.response_headers(headers);
         }
     }
 
@@ -586,6 +670,120 @@ mod tests {
             let want: Vec<_> = want.into_iter().map(|(n, v)| (n.to_owned(), v)).collect();
             assert_eq!(got, want, "{why}");
         }
+    }
+
+    fn tracer(propagators: &[&str], trust: Trust) -> Tracer {
+        Tracer::default().with_options(TraceOptions {
+            propagators: Propagators::from_names(propagators.iter().copied()).unwrap(),
+            trust,
+            ..TraceOptions::default()
+        })
+    }
+
+    fn start_with(tracer: &Tracer, pairs: &[(&str, &str)]) -> (RequestTrace, HeaderMap) {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        let uri: http::Uri = "/".parse().unwrap();
+        let t = RequestTrace::start(tracer, &info(&h, &uri, &http::Method::GET));
+        (t, h)
+    }
+
+    const B3_IN: &str = "a3ce929d0e0e4736-00f067aa0ba902b7-0";
+
+    #[test]
+    fn b3_context_is_continued_from_a_trusted_client_and_linked_otherwise() {
+        let headers = [("b3", B3_IN), ("tracestate", "rojo=1"), ("baggage", "k=v")];
+        let tr = tracer(&["b3", "tracecontext", "baggage"], Trust::All);
+        let (t, h) = start_with(&tr, &headers);
+        assert_eq!(t.trace_id().to_hex(), "0000000000000000a3ce929d0e0e4736");
+        assert_eq!(t.parent_span_id().unwrap().to_hex(), "00f067aa0ba902b7");
+        assert!(!t.is_sampled(), "parentbased follows the B3 deny");
+        assert_eq!(
+            t.flags & FLAG_RANDOM,
+            0,
+            "a B3 trace id makes no randomness promise"
+        );
+        assert_eq!(
+            t.upstream_tracestate(),
+            None,
+            "tracestate only with traceparent"
+        );
+        assert_eq!(t.upstream_baggage(), Some("k=v"));
+        let mut out = h.clone();
+        t.inject(&mut out);
+        let b3 = out.get("b3").unwrap().to_str().unwrap();
+        assert_eq!(
+            b3,
+            format!(
+                "0000000000000000a3ce929d0e0e4736-{}-0",
+                t.span_id().to_hex()
+            )
+        );
+        assert!(
+            out.get("tracestate").is_none(),
+            "the client's tracestate is removed"
+        );
+        assert_eq!(out.get("baggage").unwrap(), "k=v");
+
+        let untrusted = tracer(&["b3", "tracecontext", "baggage"], Trust::None);
+        let (t, h) = start_with(&untrusted, &headers);
+        assert!(t.parent_span_id().is_none());
+        assert_ne!(t.trace_id().to_hex(), "0000000000000000a3ce929d0e0e4736");
+        assert!(
+            t.is_sampled(),
+            "the untrusted 'deny' does not suppress sampling"
+        );
+        let link = t.link.expect("linked");
+        assert_eq!(link.span_id.to_hex(), "00f067aa0ba902b7");
+        assert_eq!(
+            t.upstream_baggage(),
+            None,
+            "an untrusted client's baggage is dropped"
+        );
+        let mut out = h.clone();
+        t.inject(&mut out);
+        assert!(out.get("baggage").is_none());
+    }
+
+    #[test]
+    fn b3_sampling_only_decides_for_a_new_trace() {
+        let tr = tracer(&["b3"], Trust::All);
+        let (t, _) = start_with(&tr, &[("b3", "0")]);
+        assert!(t.parent_span_id().is_none());
+        assert!(!t.is_sampled(), "b3: 0 from a trusted caller");
+        let (t, _) = start_with(&tracer(&["b3"], Trust::None), &[("b3", "0")]);
+        assert!(t.is_sampled(), "ignored from an untrusted caller");
+        assert!(t.link.is_none(), "nothing to link to");
+    }
+
+    #[test]
+    fn formats_not_configured_are_neither_read_nor_written() {
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let tr = tracer(&["b3multi"], Trust::All);
+        let (t, h) = start_with(
+            &tr,
+            &[("traceparent", tp), ("baggage", "k=v"), ("x-b3-flags", "1")],
+        );
+        assert!(t.parent_span_id().is_none(), "traceparent is not read");
+        let mut out = h.clone();
+        t.inject(&mut out);
+        assert_eq!(out.get("traceparent").unwrap(), tp, "nor written");
+        assert_eq!(out.get("baggage").unwrap(), "k=v");
+        assert!(out.get("x-b3-flags").is_none(), "b3multi headers are ours");
+        assert_eq!(
+            out.get("x-b3-traceid").unwrap(),
+            t.trace_id().to_hex().as_str()
+        );
+        assert_eq!(
+            out.get("x-b3-spanid").unwrap(),
+            t.span_id().to_hex().as_str()
+        );
+        assert_eq!(out.get("x-b3-sampled").unwrap(), "1");
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! conventions (<https://opentelemetry.io/docs/specs/semconv/http/http-spans/>); the handful of
 //! tracegate-specific attributes live under the `tracegate.` namespace and are listed in README.
 
+use super::capture::CapturedHeader;
 use super::w3c::{SpanId, TraceId};
 use opentelemetry::trace::{
     Event, Link, SpanContext, SpanKind, Status, TraceFlags, TraceState as OtelTraceState,
@@ -67,6 +68,8 @@ pub struct ServerFields {
     pub route: Option<Arc<str>>,
     /// The request path without the query string (`url.path`).
     pub path: String,
+    /// `url.query`, already redacted as configured (see `super::capture`).
+    pub query: Option<String>,
     pub scheme: &'static str,
     pub server_address: Option<String>,
     pub server_port: Option<u16>,
@@ -78,6 +81,10 @@ pub struct ServerFields {
     pub status: u16,
     /// `error.type` when the request failed without a response status (e.g. client gone).
     pub error_type: Option<Cow<'static, str>>,
+    /// Request headers on the capture allowlist (`http.request.header.<name>`).
+    pub request_headers: Vec<CapturedHeader>,
+    /// Response headers on the capture allowlist (`http.response.header.<name>`).
+    pub response_headers: Vec<CapturedHeader>,
 }
 
 /// Fields of the CLIENT span that covers one upstream attempt.
@@ -117,6 +124,8 @@ pub enum AttrValue<'a> {
     Int(i64),
     Bool(bool),
     F64(f64),
+    /// A string array (captured header values, one per header line).
+    StrList(&'a [String]),
 }
 
 /// Reusable buffers for formatting attribute values on the exporter thread: a scratch string,
@@ -262,13 +271,16 @@ impl SpanRecord {
     pub fn for_each_attribute(
         &self,
         scratch: &mut AttrScratch,
-        mut f: impl FnMut(&'static str, AttrValue<'_>),
+        mut f: impl FnMut(&str, AttrValue<'_>),
     ) {
-        use AttrValue::{Bool, Int, Str, F64};
+        use AttrValue::{Bool, Int, Str, StrList, F64};
         match &self.body {
             SpanBody::Server(s) => {
                 f("http.request.method", Str(s.method.as_str()));
                 f("url.path", Str(&s.path));
+                if let Some(q) = &s.query {
+                    f("url.query", Str(q));
+                }
                 f("url.scheme", Str(s.scheme));
                 if let Some(r) = &s.route {
                     f("http.route", Str(r));
@@ -294,6 +306,9 @@ impl SpanRecord {
                     f("user_agent.original", Str(ua));
                 }
                 f("network.protocol.version", Str(s.protocol_version));
+                for h in s.request_headers.iter().chain(&s.response_headers) {
+                    f(&h.key, StrList(&h.values));
+                }
             }
             SpanBody::Client(c) => {
                 f("http.request.method", Str(c.method.as_str()));
@@ -375,8 +390,11 @@ impl SpanRecord {
                 AttrValue::Int(i) => i.into(),
                 AttrValue::Bool(b) => b.into(),
                 AttrValue::F64(x) => x.into(),
+                AttrValue::StrList(l) => Value::Array(opentelemetry::Array::String(
+                    l.iter().map(|s| s.clone().into()).collect(),
+                )),
             };
-            attributes.push(KeyValue::new(k, value));
+            attributes.push(KeyValue::new(k.to_owned(), value));
         });
         let mut events = SpanEvents::default();
         self.for_each_event(|e| {

@@ -75,6 +75,18 @@ fn push_tag(out: &mut String, first: &mut bool, key: &str, v: AttrValue<'_>) {
         AttrValue::F64(x) => {
             let _ = write!(out, "\"{x}\"");
         }
+        AttrValue::StrList(l) => {
+            // Arrays become the JSON text of the array (OpenTelemetry Zipkin spec).
+            let mut text = String::from("[");
+            for (i, s) in l.iter().enumerate() {
+                if i > 0 {
+                    text.push(',');
+                }
+                push_json_str(&mut text, s);
+            }
+            text.push(']');
+            push_json_str(out, &text);
+        }
     }
 }
 
@@ -249,6 +261,7 @@ impl BatchExporter for ZipkinExporter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::trace::capture::CapturedHeader;
     use crate::trace::span::{ClientFields, ServerFields};
     use crate::trace::w3c::{SpanId, TraceId};
     use std::borrow::Cow;
@@ -282,6 +295,12 @@ mod tests {
                 protocol_version: "1.1",
                 status,
                 error_type: None,
+                query: Some("page=2".into()),
+                request_headers: vec![CapturedHeader {
+                    key: "http.request.header.accept".into(),
+                    values: vec!["text/html".into(), "a\"b".into()],
+                }],
+                response_headers: Vec::new(),
             })),
         }
     }
@@ -371,6 +390,13 @@ mod tests {
                 "/tags/user_agent.original",
                 "curl\n\u{1}".into(),
                 "control chars escaped",
+            ),
+            (0, "/tags/url.query", "page=2".into(), "query tag"),
+            (
+                0,
+                "/tags/http.request.header.accept",
+                r#"["text/html","a\"b"]"#.into(),
+                "string array as JSON text",
             ),
             (0, "/tags/otel.scope.name", "tracegate".into(), "scope name"),
             (

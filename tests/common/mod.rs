@@ -351,7 +351,9 @@ pub enum AttrValue {
     Int(i64),
     Bool(bool),
     Double(f64),
-    /// Arrays, key-value lists, bytes and empty values, rendered with `{:?}`.
+    /// An array whose elements are all strings (e.g. captured header values).
+    StrList(Vec<String>),
+    /// Other arrays, key-value lists, bytes and empty values, rendered with `{:?}`.
     Other(String),
 }
 
@@ -362,6 +364,21 @@ impl AttrValue {
             Some(any_value::Value::IntValue(i)) => AttrValue::Int(*i),
             Some(any_value::Value::BoolValue(b)) => AttrValue::Bool(*b),
             Some(any_value::Value::DoubleValue(d)) => AttrValue::Double(*d),
+            Some(any_value::Value::ArrayValue(a))
+                if a.values
+                    .iter()
+                    .all(|v| matches!(v.value, Some(any_value::Value::StringValue(_)))) =>
+            {
+                AttrValue::StrList(
+                    a.values
+                        .iter()
+                        .filter_map(|v| match &v.value {
+                            Some(any_value::Value::StringValue(s)) => Some(s.clone()),
+                            _ => None,
+                        })
+                        .collect(),
+                )
+            }
             Some(other) => AttrValue::Other(format!("{other:?}")),
             None => AttrValue::Other(String::new()),
         }
