@@ -153,6 +153,7 @@ fn main() {
     let endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok();
     let settings = TelemetrySettings {
         service_name: "my-proxy".into(),
+        resource: Vec::new(),
         exporter: ExporterSettings {
             protocol: if endpoint.is_some() {
                 ExporterProtocol::Grpc
@@ -161,6 +162,7 @@ fn main() {
             },
             endpoint: endpoint.unwrap_or_default(),
             timeout: Duration::from_secs(10),
+            ..ExporterSettings::default()
         },
         batch: PipelineSettings {
             max_queue_size: 8192,

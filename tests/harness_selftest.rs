@@ -323,6 +323,9 @@ fn grpc_receiver_records_exported_span() {
 
 #[test]
 fn http_receiver_records_exported_span() {
+    // tracegate builds reqwest with rustls but no process-wide crypto provider (it hands its
+    // clients a ready config); the SDK exporter's own reqwest client needs one installed.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let receiver = OtlpReceiver::http();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let result = rt.block_on(async {

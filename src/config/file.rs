@@ -32,6 +32,7 @@ pub struct FileServer {
 #[serde(deny_unknown_fields)]
 pub struct FileTelemetry {
     pub service_name: Option<String>,
+    pub resource: Option<BTreeMap<String, String>>,
     pub traceresponse: Option<bool>,
     pub trace_id_header: Option<String>,
     #[serde(default)]
@@ -89,6 +90,17 @@ pub struct FileExporter {
     pub protocol: Option<String>,
     pub endpoint: Option<String>,
     pub timeout: Option<String>,
+    pub headers: Option<BTreeMap<String, String>>,
+    pub compression: Option<String>,
+    pub tls: Option<FileTls>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileTls {
+    pub ca_file: Option<String>,
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

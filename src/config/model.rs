@@ -3,7 +3,7 @@
 //! Every default lives in [`defaults`], documented where it is defined. Environment variables
 //! (`OTEL_*`, OpenTelemetry's standard names) override file values.
 
-use super::file::{FileCapture, FileConfig, FileRoute, FileTrust, FileUpstream};
+use super::file::{FileCapture, FileConfig, FileRoute, FileTelemetry, FileTrust, FileUpstream};
 use super::{ConfigError, Env};
 use crate::routing::{Route, RouteAction, Router};
 use crate::trace::capture::{Capture, QueryMode};
@@ -11,6 +11,8 @@ use crate::trace::exporter::{ExporterProtocol, ExporterSettings, TelemetrySettin
 use crate::trace::pipeline::PipelineSettings;
 use crate::trace::propagation::Propagators;
 use crate::trace::sampling::{check_ratio, Sampler};
+use crate::trace::tls::{TlsFile, TlsSettings};
+use crate::trace::transport::Compression;
 use crate::trace::trust::{Cidr, Trust};
 use crate::trace::TraceOptions;
 use crate::upstream::UpstreamTimeouts;
@@ -42,6 +44,9 @@ pub mod defaults {
     pub const GRPC_ENDPOINT: &str = "http://localhost:4317";
     /// `telemetry.exporter.endpoint` for `http/protobuf` (OTLP default port and path).
     pub const HTTP_ENDPOINT: &str = "http://localhost:4318/v1/traces";
+    /// `telemetry.exporter.endpoint` for `zipkin` (Zipkin's default port and v2 API path; the
+    /// OpenTelemetry default of `OTEL_EXPORTER_ZIPKIN_ENDPOINT`).
+    pub const ZIPKIN_ENDPOINT: &str = "http://localhost:9411/api/v2/spans";
     /// `telemetry.exporter.timeout`: one export call (OTLP default, `OTEL_EXPORTER_OTLP_TIMEOUT`).
     pub const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
     /// `telemetry.batch.max_queue_size`: larger than the SDK's 2048 because a proxy makes two
@@ -159,11 +164,12 @@ fn parse_protocol(s: &str) -> Result<ExporterProtocol, String> {
     match s.trim() {
         "grpc" => Ok(ExporterProtocol::Grpc),
         "http/protobuf" => Ok(ExporterProtocol::HttpProtobuf),
+        "zipkin" => Ok(ExporterProtocol::Zipkin),
         "stdout" => Ok(ExporterProtocol::Stdout),
         "none" => Ok(ExporterProtocol::None),
         "http/json" => Err("http/json is not supported; use grpc or http/protobuf".into()),
         other => Err(format!(
-            "unknown protocol {other:?}: expected grpc, http/protobuf, stdout or none"
+            "unknown protocol {other:?}: expected grpc, http/protobuf, zipkin, stdout or none"
         )),
     }
 }
@@ -196,13 +202,12 @@ fn response_header_name(name: &str) -> Result<http::HeaderName, String> {
 fn check_endpoint(s: &str) -> Result<(), String> {
     let uri: http::Uri = s.parse().map_err(|e| format!("invalid URL {s:?}: {e}"))?;
     match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
+        Some("http" | "https") => {}
+        _ => {
             return Err(format!(
-                "unsupported URL {s:?}: TLS to the collector is not available yet; use http://"
+                "invalid URL {s:?}: the scheme must be http or https"
             ))
         }
-        _ => return Err(format!("invalid URL {s:?}: the scheme must be http")),
     }
     if uri.authority().is_none() {
         return Err(format!("invalid URL {s:?}: no host"));
@@ -306,6 +311,7 @@ fn telemetry(c: &Ctx<'_>, f: &FileConfig, env: &dyn Env) -> Result<TelemetrySett
             .clone()
             .unwrap_or_else(|| defaults::SERVICE_NAME.into()),
     };
+    let (service_name, resource) = resource_attributes(c, t, env, service_name)?;
     if service_name.trim().is_empty() {
         return Err(c.err("telemetry.service_name", "must not be empty"));
     }
@@ -346,16 +352,24 @@ fn telemetry(c: &Ctx<'_>, f: &FileConfig, env: &dyn Env) -> Result<TelemetrySett
     // OTEL_TRACES_EXPORTER (otlp | console | none) and OTEL_SDK_DISABLED select the exporter kind.
     if let Some(v) = env.var("OTEL_TRACES_EXPORTER") {
         protocol = match v.trim() {
-            "otlp" if matches!(protocol, ExporterProtocol::Stdout | ExporterProtocol::None) => {
+            "otlp"
+                if !matches!(
+                    protocol,
+                    ExporterProtocol::Grpc | ExporterProtocol::HttpProtobuf
+                ) =>
+            {
                 ExporterProtocol::Grpc
             }
             "otlp" => protocol,
             "console" => ExporterProtocol::Stdout,
+            "zipkin" => ExporterProtocol::Zipkin,
             "none" => ExporterProtocol::None,
             other => {
                 return Err(env_err(
                     "OTEL_TRACES_EXPORTER",
-                    format!("unsupported exporter {other:?}: expected otlp, console or none"),
+                    format!(
+                        "unsupported exporter {other:?}: expected otlp, zipkin, console or none"
+                    ),
                 ))
             }
         };
@@ -399,6 +413,7 @@ fn telemetry(c: &Ctx<'_>, f: &FileConfig, env: &dyn Env) -> Result<TelemetrySett
             })?;
             ep
         }
+        ExporterProtocol::Zipkin => zipkin_endpoint(c, t, env)?,
         ExporterProtocol::Stdout | ExporterProtocol::None => String::new(),
     };
 
@@ -407,10 +422,7 @@ fn telemetry(c: &Ctx<'_>, f: &FileConfig, env: &dyn Env) -> Result<TelemetrySett
         &t.exporter.timeout,
         defaults::EXPORT_TIMEOUT,
     )?;
-    for k in [
-        "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
-        "OTEL_EXPORTER_OTLP_TIMEOUT",
-    ] {
+    for k in timeout_vars(protocol) {
         if let Some(v) = env.var(k) {
             timeout = parse_ms(k, &v)?;
             break;
@@ -522,7 +534,9 @@ fn telemetry(c: &Ctx<'_>, f: &FileConfig, env: &dyn Env) -> Result<TelemetrySett
             protocol,
             endpoint,
             timeout,
+            ..exporter_extras(c, t, env, protocol)?
         },
+        resource,
         batch,
         options: TraceOptions {
             traceresponse: t.traceresponse.unwrap_or(defaults::TRACERESPONSE),
@@ -790,6 +804,309 @@ fn check_routes(
     Ok(out)
 }
 
+/// Splits a `key=value,key2=value2` list, the syntax of `OTEL_RESOURCE_ATTRIBUTES` and
+/// `OTEL_EXPORTER_OTLP_HEADERS` (W3C Baggage without properties; OpenTelemetry SDK
+/// configuration spec). Keys are trimmed; values are trimmed and percent-decoded. Empty entries
+/// are skipped. Errors never quote a value (header values are secrets).
+fn parse_key_value_list(s: &str) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    for (i, entry) in s.split(',').enumerate() {
+        if entry.trim().is_empty() {
+            continue;
+        }
+        let Some((k, v)) = entry.split_once('=') else {
+            return Err(format!(
+                "entry {} is not key=value (expected key1=value1,key2=value2)",
+                i + 1
+            ));
+        };
+        let k = k.trim();
+        if k.is_empty() {
+            return Err(format!("entry {} has an empty key", i + 1));
+        }
+        let v = percent_encoding::percent_decode_str(v.trim())
+            .decode_utf8()
+            .map_err(|_| format!("the value of {k:?} is not UTF-8 once percent-decoded"))?;
+        out.push((k.to_owned(), v.into_owned()));
+    }
+    Ok(out)
+}
+
+/// The first of `vars` that is set, with its name.
+fn first_env(env: &dyn Env, vars: &[&'static str]) -> Option<(&'static str, String)> {
+    vars.iter().find_map(|k| env.var(k).map(|v| (*k, v)))
+}
+
+/// An error for `key`: a file key, or an environment variable (`OTEL_*`).
+fn key_err(c: &Ctx<'_>, key: &str, reason: impl Into<String>) -> ConfigError {
+    if key.starts_with("OTEL_") {
+        env_err(key, reason)
+    } else {
+        c.err(key, reason)
+    }
+}
+
+/// Variables for the export timeout, in milliseconds, most specific first.
+fn timeout_vars(protocol: ExporterProtocol) -> &'static [&'static str] {
+    match protocol {
+        ExporterProtocol::Zipkin => &["OTEL_EXPORTER_ZIPKIN_TIMEOUT"],
+        _ => &[
+            "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+            "OTEL_EXPORTER_OTLP_TIMEOUT",
+        ],
+    }
+}
+
+/// The Zipkin collector URL: `OTEL_EXPORTER_ZIPKIN_ENDPOINT` > `telemetry.exporter.endpoint` >
+/// the default; each is the full URL, used as given.
+fn zipkin_endpoint(c: &Ctx<'_>, t: &FileTelemetry, env: &dyn Env) -> Result<String, ConfigError> {
+    let (key, url) = match (
+        env.var("OTEL_EXPORTER_ZIPKIN_ENDPOINT"),
+        &t.exporter.endpoint,
+    ) {
+        (Some(v), _) => ("OTEL_EXPORTER_ZIPKIN_ENDPOINT", v),
+        (None, Some(v)) => ("telemetry.exporter.endpoint", v.clone()),
+        (None, None) => ("", defaults::ZIPKIN_ENDPOINT.to_owned()),
+    };
+    check_endpoint(&url).map_err(|r| key_err(c, key, r))?;
+    Ok(url)
+}
+
+/// `service.name` and the other resource attributes. Precedence (OpenTelemetry SDK
+/// configuration spec): `OTEL_SERVICE_NAME` > `service.name` in `OTEL_RESOURCE_ATTRIBUTES` >
+/// `telemetry.service_name`; `service_name` is what the caller resolved from the first and
+/// last. Keys in `OTEL_RESOURCE_ATTRIBUTES` replace the same keys of `telemetry.resource`.
+fn resource_attributes(
+    c: &Ctx<'_>,
+    t: &FileTelemetry,
+    env: &dyn Env,
+    mut service_name: String,
+) -> Result<(String, Vec<(String, String)>), ConfigError> {
+    let mut attrs: Vec<(String, String)> = Vec::new();
+    for (k, v) in t.resource.iter().flatten() {
+        let key = format!("telemetry.resource.{k}");
+        if k.trim().is_empty() {
+            return Err(c.err(key, "the attribute name must not be empty"));
+        }
+        if k.trim() == "service.name" {
+            return Err(c.err(
+                key,
+                "service.name is not a resource key here: use telemetry.service_name",
+            ));
+        }
+        attrs.push((k.trim().to_owned(), v.clone()));
+    }
+    const VAR: &str = "OTEL_RESOURCE_ATTRIBUTES";
+    if let Some(v) = env.var(VAR) {
+        for (k, v) in parse_key_value_list(&v).map_err(|r| env_err(VAR, r))? {
+            if k == "service.name" {
+                if env.var("OTEL_SERVICE_NAME").is_none() {
+                    service_name = v;
+                }
+                continue;
+            }
+            match attrs.iter_mut().find(|(a, _)| *a == k) {
+                Some(slot) => slot.1 = v,
+                None => attrs.push((k, v)),
+            }
+        }
+    }
+    Ok((service_name, attrs))
+}
+
+/// A header to send to the collector: a valid lower-case name that is not one the transport
+/// owns, and a valid value (marked sensitive). Errors name the header, never the value.
+fn export_header(name: &str, value: &str) -> Result<(http::HeaderName, http::HeaderValue), String> {
+    let n = http::HeaderName::from_bytes(name.trim().to_ascii_lowercase().as_bytes())
+        .map_err(|_| format!("{name:?} is not a valid header name"))?;
+    const OWNED: [&str; 9] = [
+        "connection",
+        "content-encoding",
+        "content-length",
+        "content-type",
+        "host",
+        "te",
+        "transfer-encoding",
+        "upgrade",
+        "user-agent",
+    ];
+    if OWNED.contains(&n.as_str()) || n.as_str().starts_with("grpc-") {
+        return Err(format!("header {name:?} is set by the exporter itself"));
+    }
+    if n.as_str().ends_with("-bin") {
+        return Err(format!(
+            "header {name:?}: names ending in -bin are binary gRPC metadata, not supported"
+        ));
+    }
+    let mut v = http::HeaderValue::from_str(value.trim()).map_err(|_| {
+        format!("the value of header {name:?} has characters not allowed in a header")
+    })?;
+    v.set_sensitive(true);
+    Ok((n, v))
+}
+
+/// Headers sent with every export. `OTEL_EXPORTER_OTLP_TRACES_HEADERS` >
+/// `OTEL_EXPORTER_OTLP_HEADERS` > `telemetry.exporter.headers`, each replacing the others as a
+/// whole (the OTLP exporter spec: the signal-specific option takes precedence over the
+/// generic one), so a key rotated through the environment never mixes with stale file headers.
+/// The variables apply to the OTLP protocols only.
+fn exporter_headers(
+    c: &Ctx<'_>,
+    t: &FileTelemetry,
+    env: &dyn Env,
+    otlp: bool,
+) -> Result<http::HeaderMap, ConfigError> {
+    let mut out = http::HeaderMap::new();
+    let env_headers = otlp
+        .then(|| {
+            first_env(
+                env,
+                &[
+                    "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+                    "OTEL_EXPORTER_OTLP_HEADERS",
+                ],
+            )
+        })
+        .flatten();
+    if let Some((var, v)) = env_headers {
+        for (k, v) in parse_key_value_list(&v).map_err(|r| env_err(var, r))? {
+            let (n, v) = export_header(&k, &v).map_err(|r| env_err(var, r))?;
+            out.insert(n, v);
+        }
+        return Ok(out);
+    }
+    for (k, v) in t.exporter.headers.iter().flatten() {
+        let (n, v) =
+            export_header(k, v).map_err(|r| c.err(format!("telemetry.exporter.headers.{k}"), r))?;
+        out.insert(n, v);
+    }
+    Ok(out)
+}
+
+/// `OTEL_EXPORTER_OTLP_TRACES_COMPRESSION` > `OTEL_EXPORTER_OTLP_COMPRESSION` (OTLP only) >
+/// `telemetry.exporter.compression` > none.
+fn exporter_compression(
+    c: &Ctx<'_>,
+    t: &FileTelemetry,
+    env: &dyn Env,
+    otlp: bool,
+) -> Result<Compression, ConfigError> {
+    let vars = [
+        "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+        "OTEL_EXPORTER_OTLP_COMPRESSION",
+    ];
+    let (key, v) = match otlp.then(|| first_env(env, &vars)).flatten() {
+        Some((k, v)) => (k, v),
+        None => match &t.exporter.compression {
+            Some(v) => ("telemetry.exporter.compression", v.clone()),
+            None => return Ok(Compression::None),
+        },
+    };
+    match v.trim() {
+        "gzip" => Ok(Compression::Gzip),
+        "none" => Ok(Compression::None),
+        other => Err(key_err(
+            c,
+            key,
+            format!("unknown compression {other:?}: expected gzip or none"),
+        )),
+    }
+}
+
+/// The TLS files: each `OTEL_EXPORTER_OTLP_(TRACES_)*` variable (OTLP only) overrides its key
+/// of `telemetry.exporter.tls`. Files are read and checked here, so a missing or broken file
+/// fails the load naming its key and path.
+fn exporter_tls(
+    c: &Ctx<'_>,
+    t: &FileTelemetry,
+    env: &dyn Env,
+    otlp: bool,
+) -> Result<TlsSettings, ConfigError> {
+    let file = t.exporter.tls.as_ref();
+    let pick = |vars: [&'static str; 2], key: &'static str, v: Option<&String>| match otlp
+        .then(|| first_env(env, &vars))
+        .flatten()
+    {
+        Some((var, path)) => Some((var, path)),
+        None => v.map(|p| (key, p.clone())),
+    };
+    let ca = pick(
+        [
+            "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
+            "OTEL_EXPORTER_OTLP_CERTIFICATE",
+        ],
+        "telemetry.exporter.tls.ca_file",
+        file.and_then(|f| f.ca_file.as_ref()),
+    );
+    let cert = pick(
+        [
+            "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE",
+            "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+        ],
+        "telemetry.exporter.tls.cert_file",
+        file.and_then(|f| f.cert_file.as_ref()),
+    );
+    let key = pick(
+        [
+            "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY",
+            "OTEL_EXPORTER_OTLP_CLIENT_KEY",
+        ],
+        "telemetry.exporter.tls.key_file",
+        file.and_then(|f| f.key_file.as_ref()),
+    );
+    let client = match (&cert, &key) {
+        (Some(c), Some(k)) => Some((c, k)),
+        (None, None) => None,
+        (Some((given, _)), None) | (None, Some((given, _))) => {
+            let missing = if cert.is_none() {
+                "the client certificate (cert_file)"
+            } else {
+                "the client key (key_file)"
+            };
+            return Err(key_err(
+                c,
+                given,
+                format!("{missing} is missing: a client certificate needs both cert and key"),
+            ));
+        }
+    };
+    TlsSettings::load(
+        ca.as_ref().map(|(_, p)| std::path::Path::new(p)),
+        client.map(|((_, c), (_, k))| (std::path::Path::new(c), std::path::Path::new(k))),
+    )
+    .map_err(|(which, reason)| {
+        let named = match which {
+            TlsFile::Ca => &ca,
+            TlsFile::Cert => &cert,
+            TlsFile::Key => &key,
+        };
+        key_err(c, named.as_ref().map_or("", |(k, _)| k), reason)
+    })
+}
+
+/// Headers, compression and TLS of the exporter (the other fields are left at their defaults
+/// for the caller to fill). Nothing is read for `stdout` and `none`.
+fn exporter_extras(
+    c: &Ctx<'_>,
+    t: &FileTelemetry,
+    env: &dyn Env,
+    protocol: ExporterProtocol,
+) -> Result<ExporterSettings, ConfigError> {
+    if matches!(protocol, ExporterProtocol::Stdout | ExporterProtocol::None) {
+        return Ok(ExporterSettings::default());
+    }
+    let otlp = matches!(
+        protocol,
+        ExporterProtocol::Grpc | ExporterProtocol::HttpProtobuf
+    );
+    Ok(ExporterSettings {
+        headers: exporter_headers(c, t, env, otlp)?,
+        compression: exporter_compression(c, t, env, otlp)?,
+        tls: exporter_tls(c, t, env, otlp)?,
+        ..ExporterSettings::default()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::load_str;
@@ -840,9 +1157,21 @@ upstreams:
             ("listen: [\"127.0.0.1:1\"]\nupstreams: {a: {backends: [\"10.0.0.1\"]}}\n", "upstreams.a.backends[0]", "expected host:port", "backend without port"),
             ("listen: [\"127.0.0.1:1\"]\nupstreams: {a: {backends: [\"127.0.0.1:1\"], read_timeout: 5}}\n", "upstreams.a.read_timeout", "", "duration without unit is a type error"),
             ("listen: [\"127.0.0.1:1\"]\nupstreams: {a: {backends: [\"127.0.0.1:1\"], read_timeout: \"5 parsecs\"}}\n", "upstreams.a.read_timeout", "unit must be", "unknown duration unit"),
-            ("listen: [\"127.0.0.1:1\"]\ntelemetry: {exporter: {protocol: zipkin}}\n", "telemetry.exporter.protocol", "unknown protocol", "unknown exporter protocol"),
+            ("listen: [\"127.0.0.1:1\"]\ntelemetry: {exporter: {protocol: jaeger}}\n", "telemetry.exporter.protocol", "unknown protocol", "unknown exporter protocol"),
             ("listen: [\"127.0.0.1:1\"]\ntelemetry: {exporter: {protocol: grpc, endpoint: \"127.0.0.1:4317\"}}\n", "telemetry.exporter.endpoint", "scheme", "endpoint without scheme"),
-            ("listen: [\"127.0.0.1:1\"]\ntelemetry: {exporter: {protocol: grpc, endpoint: \"https://collector:4317\"}}\n", "telemetry.exporter.endpoint", "TLS", "https is refused at load, not on every export"),
+            ("listen: [\"127.0.0.1:1\"]\ntelemetry: {exporter: {protocol: grpc, endpoint: \"ftp://collector:4317\"}}\n", "telemetry.exporter.endpoint", "http or https", "other schemes are refused at load, not on every export"),
+            ("listen: [\"127.0.0.1:1\"]\ntelemetry: {exporter: {protocol: zipkin, endpoint: \"zipkin:9411\"}}\n", "telemetry.exporter.endpoint", "scheme", "zipkin endpoint without scheme"),
+            ("listen: [\"127.0.0.1:1\"]\ntelemetry: {exporter: {protocol: grpc, compression: brotli}}\n", "telemetry.exporter.compression", "unknown compression \"brotli\": expected gzip or none", "unsupported compression"),
+            ("listen: [\"127.0.0.1:1\"]\ntelemetry: {exporter: {protocol: grpc, headers: {\"x api\": k}}}\n", "telemetry.exporter.headers.x api", "not a valid header name", "space in a header name"),
+            ("listen: [\"127.0.0.1:1\"]\ntelemetry: {exporter: {protocol: grpc, headers: {x-key: \"a\\u0001b\"}}}\n", "telemetry.exporter.headers.x-key", "value of header \"x-key\" has characters not allowed", "control character in a value"),
+            ("listen: [\"127.0.0.1:1\"]\ntelemetry: {exporter: {protocol: http/protobuf, headers: {Content-Type: text/plain}}}\n", "telemetry.exporter.headers.Content-Type", "set by the exporter", "transport headers are not ours to replace"),
+            ("listen: [\"127.0.0.1:1\"]\ntelemetry: {exporter: {protocol: grpc, headers: {auth-bin: x}}}\n", "telemetry.exporter.headers.auth-bin", "binary gRPC metadata", "binary metadata name"),
+            ("listen: [\"127.0.0.1:1\"]\ntelemetry: {exporter: {protocol: grpc, tls: {ca_file: /nonexistent/ca.pem}}}\n", "telemetry.exporter.tls.ca_file", "cannot read /nonexistent/ca.pem", "missing CA file"),
+            ("listen: [\"127.0.0.1:1\"]\ntelemetry: {exporter: {protocol: grpc, tls: {cert_file: /nonexistent/c.pem}}}\n", "telemetry.exporter.tls.cert_file", "client key (key_file) is missing", "client certificate without key"),
+            ("listen: [\"127.0.0.1:1\"]\ntelemetry: {exporter: {protocol: grpc, tls: {key_file: /nonexistent/k.pem}}}\n", "telemetry.exporter.tls.key_file", "client certificate (cert_file) is missing", "client key without certificate"),
+            ("listen: [\"127.0.0.1:1\"]\ntelemetry: {exporter: {protocol: grpc, tls: {ca: x}}}\n", "telemetry.exporter.tls.ca", "unknown field `ca`", "unknown TLS key"),
+            ("listen: [\"127.0.0.1:1\"]\ntelemetry: {resource: {service.name: x}}\n", "telemetry.resource.service.name", "use telemetry.service_name", "service.name belongs to its own key"),
+            ("listen: [\"127.0.0.1:1\"]\ntelemetry: {resource: {deployment.environment.name: [prod]}}\n", "telemetry.resource.deployment.environment.name", "", "resource values are strings"),
             ("listen: [\"127.0.0.1:1\"]\ntelemetry: {trace_id_header: \"x trace\"}\n", "telemetry.trace_id_header", "not a valid header name", "a space is not a token character"),
             ("listen: [\"127.0.0.1:1\"]\ntelemetry: {trace_id_header: Content-Length}\n", "telemetry.trace_id_header", "reserved", "framing headers are not ours to set"),
             ("listen: [\"127.0.0.1:1\"]\ntelemetry: {traceresponse: maybe}\n", "telemetry.traceresponse", "", "not a boolean"),
@@ -968,6 +1297,118 @@ upstreams:
                 "timeout in ms",
             ),
             (
+                "listen: [\"127.0.0.1:1\"]\ntelemetry: {exporter: {protocol: grpc, endpoint: \"https://c:4317\", headers: {X-Api-Key: file, x-team: edge}, compression: gzip}}\n",
+                &[],
+                |t| {
+                    t.exporter.endpoint == "https://c:4317"
+                        && t.exporter.headers.len() == 2
+                        && t.exporter.headers["x-api-key"] == "file"
+                        && t.exporter.headers["x-api-key"].is_sensitive()
+                        && t.exporter.compression == Compression::Gzip
+                },
+                "https endpoint, headers (lower-cased, sensitive) and gzip from the file",
+            ),
+            (
+                "listen: [\"127.0.0.1:1\"]\ntelemetry: {exporter: {protocol: grpc, headers: {x-api-key: file, x-team: edge}, compression: gzip}}\n",
+                &[("OTEL_EXPORTER_OTLP_HEADERS", "x-api-key=env%20key%2C1, x-other = 2"), ("OTEL_EXPORTER_OTLP_COMPRESSION", "none")],
+                |t| {
+                    t.exporter.headers.len() == 2
+                        && t.exporter.headers["x-api-key"] == "env key,1"
+                        && t.exporter.headers["x-other"] == "2"
+                        && t.exporter.compression == Compression::None
+                },
+                "env headers replace the file's as a whole, percent-decoded; env compression wins",
+            ),
+            (
+                base,
+                &[
+                    ("OTEL_EXPORTER_OTLP_HEADERS", "a=1"),
+                    ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "b=2"),
+                    ("OTEL_EXPORTER_OTLP_COMPRESSION", "none"),
+                    ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "gzip"),
+                ],
+                |t| {
+                    t.exporter.headers.len() == 1
+                        && t.exporter.headers["b"] == "2"
+                        && t.exporter.compression == Compression::Gzip
+                },
+                "the _TRACES_ variables win over the generic ones",
+            ),
+            (
+                "listen: [\"127.0.0.1:1\"]\ntelemetry: {exporter: {protocol: zipkin}}\n",
+                &[],
+                |t| {
+                    t.exporter.protocol == ExporterProtocol::Zipkin
+                        && t.exporter.endpoint == "http://localhost:9411/api/v2/spans"
+                },
+                "zipkin with its default endpoint",
+            ),
+            (
+                "listen: [\"127.0.0.1:1\"]\ntelemetry: {exporter: {protocol: zipkin, endpoint: \"http://file:9411/api/v2/spans\", timeout: 3s}}\n",
+                &[
+                    ("OTEL_EXPORTER_ZIPKIN_ENDPOINT", "https://env:9411/api/v2/spans"),
+                    ("OTEL_EXPORTER_ZIPKIN_TIMEOUT", "1500"),
+                    ("OTEL_EXPORTER_OTLP_TIMEOUT", "9000"),
+                    ("OTEL_EXPORTER_OTLP_HEADERS", "x-api-key=otlp-only"),
+                    ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
+                ],
+                |t| {
+                    t.exporter.endpoint == "https://env:9411/api/v2/spans"
+                        && t.exporter.timeout == Duration::from_millis(1500)
+                        && t.exporter.headers.is_empty()
+                        && t.exporter.compression == Compression::None
+                },
+                "OTEL_EXPORTER_ZIPKIN_*; OTLP variables do not reach a zipkin exporter",
+            ),
+            (
+                base,
+                &[("OTEL_TRACES_EXPORTER", "zipkin")],
+                |t| {
+                    t.exporter.protocol == ExporterProtocol::Zipkin
+                        && t.exporter.endpoint == "http://file:4317"
+                },
+                "OTEL_TRACES_EXPORTER=zipkin; the file's endpoint is the zipkin URL",
+            ),
+            (
+                "listen: [\"127.0.0.1:1\"]\ntelemetry: {exporter: {protocol: zipkin}}\n",
+                &[("OTEL_TRACES_EXPORTER", "otlp")],
+                |t| t.exporter.protocol == ExporterProtocol::Grpc,
+                "OTEL_TRACES_EXPORTER=otlp replaces a zipkin file setting",
+            ),
+            (
+                "listen: [\"127.0.0.1:1\"]\ntelemetry: {service_name: file, resource: {deployment.environment.name: staging, team: edge}}\n",
+                &[],
+                |t| {
+                    t.service_name == "file"
+                        && t.resource
+                            == [
+                                ("deployment.environment.name".to_owned(), "staging".to_owned()),
+                                ("team".to_owned(), "edge".to_owned()),
+                            ]
+                },
+                "resource attributes from the file",
+            ),
+            (
+                "listen: [\"127.0.0.1:1\"]\ntelemetry: {service_name: file, resource: {deployment.environment.name: staging, team: edge}}\n",
+                &[("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment.name=prod,service.name=from-attrs,k8s.pod.name=a%2Fb")],
+                |t| {
+                    t.service_name == "from-attrs"
+                        && t.resource
+                            == [
+                                ("deployment.environment.name".to_owned(), "prod".to_owned()),
+                                ("team".to_owned(), "edge".to_owned()),
+                                ("k8s.pod.name".to_owned(), "a/b".to_owned()),
+                            ]
+                },
+                "OTEL_RESOURCE_ATTRIBUTES: env keys win, service.name beats the file",
+            ),
+            (
+                base,
+                &[("OTEL_RESOURCE_ATTRIBUTES", "service.name=from-attrs"), ("OTEL_SERVICE_NAME", "env")],
+                |t| t.service_name == "env" && t.resource.is_empty(),
+                "OTEL_SERVICE_NAME beats service.name in OTEL_RESOURCE_ATTRIBUTES",
+            ),
+            (
                 bare,
                 &[],
                 |t| t.options.sampler == Sampler::default() && t.options.trust == Trust::All,
@@ -1033,6 +1474,188 @@ upstreams:
         let e = load_str("listen: [\"127.0.0.1:1\"]\n", "t.yaml", &env).unwrap_err();
         assert_eq!(e.file, "environment");
         assert_eq!(e.key, "OTEL_EXPORTER_OTLP_PROTOCOL");
+    }
+
+    #[test]
+    fn bad_env_table() {
+        // (env, variable named, words in the reason, why)
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str, &'a str);
+        let cases: &[Case] = &[
+            (
+                &[("OTEL_EXPORTER_OTLP_HEADERS", "x-api-key")],
+                "OTEL_EXPORTER_OTLP_HEADERS",
+                "entry 1 is not key=value",
+                "header without '='",
+            ),
+            (
+                &[("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "a=1,=2")],
+                "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+                "entry 2 has an empty key",
+                "empty header name",
+            ),
+            (
+                &[("OTEL_EXPORTER_OTLP_HEADERS", "x-api-key=top%0Asecret")],
+                "OTEL_EXPORTER_OTLP_HEADERS",
+                "value of header \"x-api-key\" has characters not allowed",
+                "newline once decoded",
+            ),
+            (
+                &[("OTEL_EXPORTER_OTLP_HEADERS", "x-api-key=%FF%FEsecret")],
+                "OTEL_EXPORTER_OTLP_HEADERS",
+                "not UTF-8",
+                "bad percent-encoding",
+            ),
+            (
+                &[("OTEL_EXPORTER_OTLP_COMPRESSION", "zstd")],
+                "OTEL_EXPORTER_OTLP_COMPRESSION",
+                "unknown compression",
+                "unsupported compression",
+            ),
+            (
+                &[("OTEL_EXPORTER_OTLP_CERTIFICATE", "/nonexistent/ca.pem")],
+                "OTEL_EXPORTER_OTLP_CERTIFICATE",
+                "cannot read /nonexistent/ca.pem",
+                "missing CA file",
+            ),
+            (
+                &[("OTEL_EXPORTER_OTLP_CLIENT_KEY", "/nonexistent/k.pem")],
+                "OTEL_EXPORTER_OTLP_CLIENT_KEY",
+                "client certificate (cert_file) is missing",
+                "key without certificate",
+            ),
+            (
+                &[("OTEL_RESOURCE_ATTRIBUTES", "team")],
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "not key=value",
+                "resource attribute without '='",
+            ),
+            (
+                &[("OTEL_TRACES_EXPORTER", "jaeger")],
+                "OTEL_TRACES_EXPORTER",
+                "expected otlp, zipkin, console or none",
+                "unknown exporter",
+            ),
+            (
+                &[
+                    ("OTEL_TRACES_EXPORTER", "zipkin"),
+                    ("OTEL_EXPORTER_ZIPKIN_ENDPOINT", "ftp://z"),
+                ],
+                "OTEL_EXPORTER_ZIPKIN_ENDPOINT",
+                "http or https",
+                "zipkin endpoint scheme",
+            ),
+            (
+                &[
+                    ("OTEL_TRACES_EXPORTER", "zipkin"),
+                    ("OTEL_EXPORTER_ZIPKIN_TIMEOUT", "2s"),
+                ],
+                "OTEL_EXPORTER_ZIPKIN_TIMEOUT",
+                "milliseconds",
+                "zipkin timeout unit",
+            ),
+        ];
+        let yaml = "listen: [\"127.0.0.1:1\"]\ntelemetry: {exporter: {protocol: grpc}}\n";
+        for (env, var, reason, why) in cases {
+            let env: HashMap<&str, &str> = env.iter().copied().collect();
+            let e = load_str(yaml, "t.yaml", &env).expect_err(why);
+            assert_eq!(
+                (e.file.as_str(), e.key.as_str()),
+                ("environment", *var),
+                "{why}: {e}"
+            );
+            assert!(e.reason.contains(reason), "{why}: {e}");
+            assert!(
+                !e.to_string().contains("secret"),
+                "{why}: the value leaked: {e}"
+            );
+        }
+    }
+
+    /// TLS files are read and checked at load: good PEM files load, and each kind of bad file
+    /// is refused naming the key and the path.
+    #[test]
+    fn tls_files_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, body: &[u8]| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, body).unwrap();
+            p.display().to_string()
+        };
+        let ca = rcgen::generate_simple_self_signed(vec!["collector".into()]).unwrap();
+        let other = rcgen::generate_simple_self_signed(vec!["other".into()]).unwrap();
+        let ca_pem = write("ca.pem", ca.cert.pem().as_bytes());
+        let key_pem = write("key.pem", ca.signing_key.serialize_pem().as_bytes());
+        let other_key = write(
+            "other-key.pem",
+            other.signing_key.serialize_pem().as_bytes(),
+        );
+        let not_pem = write("not.pem", b"just text\n");
+        let yaml = |ca: &str, cert: &str, key: &str| {
+            let mut tls = Vec::new();
+            for (k, v) in [("ca_file", ca), ("cert_file", cert), ("key_file", key)] {
+                if !v.is_empty() {
+                    tls.push(format!("{k}: \"{v}\""));
+                }
+            }
+            format!(
+                "listen: [\"127.0.0.1:1\"]\ntelemetry: {{exporter: {{protocol: grpc, endpoint: \"https://c:4317\", tls: {{{}}}}}}}\n",
+                tls.join(", ")
+            )
+        };
+        let c = load_str(&yaml(&ca_pem, &ca_pem, &key_pem), "t.yaml", &no_env()).unwrap();
+        assert!(c.telemetry.exporter.tls.ca_pem.is_some());
+        assert!(c.telemetry.exporter.tls.client_identity.is_some());
+        assert!(
+            !format!("{:?}", c.telemetry).contains("PRIVATE KEY"),
+            "the key is printed"
+        );
+        // (ca, cert, key, key named, words in the reason, why)
+        let cases = [
+            (
+                not_pem.as_str(),
+                "",
+                "",
+                "telemetry.exporter.tls.ca_file",
+                "holds no PEM certificate",
+                "CA file without PEM",
+            ),
+            (
+                "",
+                not_pem.as_str(),
+                key_pem.as_str(),
+                "telemetry.exporter.tls.cert_file",
+                "holds no PEM certificate",
+                "certificate file without PEM",
+            ),
+            (
+                "",
+                ca_pem.as_str(),
+                ca_pem.as_str(),
+                "telemetry.exporter.tls.key_file",
+                "no usable PEM private key",
+                "a certificate where the key should be",
+            ),
+            (
+                "",
+                ca_pem.as_str(),
+                other_key.as_str(),
+                "telemetry.exporter.tls.key_file",
+                "does not fit",
+                "key of another certificate",
+            ),
+        ];
+        for (ca, cert, key, named, reason, why) in cases {
+            let e = load_str(&yaml(ca, cert, key), "t.yaml", &no_env()).expect_err(why);
+            assert_eq!(e.key, named, "{why}: {e}");
+            assert!(e.reason.contains(reason), "{why}: {e}");
+        }
+        let env: HashMap<&str, &str> =
+            [("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", not_pem.as_str())]
+                .into_iter()
+                .collect();
+        let e = load_str(&yaml(&ca_pem, "", ""), "t.yaml", &env).unwrap_err();
+        assert_eq!(e.key, "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", "{e}");
+        assert!(e.reason.contains(&not_pem), "the path is named: {e}");
     }
 
     #[test]

@@ -1,11 +1,16 @@
-//! Exporter selection: OTLP gRPC, OTLP HTTP/protobuf, a human-readable stdout exporter, or none.
+//! Exporter selection: OTLP gRPC, OTLP HTTP/protobuf, Zipkin v2 JSON, a human-readable stdout
+//! exporter, or none.
 //!
 //! This module only picks and builds the exporter the settings name and starts the
-//! [`Pipeline`] around it; OTLP encoding and transport are in `super::otlp`.
+//! [`Pipeline`] around it; OTLP encoding and transport are in `super::otlp`, Zipkin in
+//! `super::zipkin`, headers/compression/TLS in `super::transport` and `super::tls`.
 
 use super::otlp::{OtlpEncoder, OtlpExporter, OtlpTransport};
 use super::pipeline::{BatchExporter, Pipeline, PipelineSettings, SdkExporter};
 use super::span::SpanRecord;
+use super::tls::TlsSettings;
+use super::transport::Compression;
+use super::zipkin::{ZipkinEncoder, ZipkinExporter};
 use opentelemetry::trace::Status;
 use opentelemetry::{InstrumentationScope, KeyValue};
 use opentelemetry_sdk::error::OTelSdkResult;
@@ -21,6 +26,8 @@ pub enum ExporterProtocol {
     Grpc,
     /// OTLP over HTTP with protobuf bodies, POST `/v1/traces` (default port 4318).
     HttpProtobuf,
+    /// Zipkin v2 JSON, POST `/api/v2/spans` (default port 9411).
+    Zipkin,
     /// One line per span on standard output.
     Stdout,
     /// Spans are not recorded; trace context is still propagated.
@@ -33,6 +40,7 @@ impl ExporterProtocol {
         match self {
             Self::Grpc => "grpc",
             Self::HttpProtobuf => "http/protobuf",
+            Self::Zipkin => "zipkin",
             Self::Stdout => "stdout",
             Self::None => "none",
         }
@@ -47,12 +55,37 @@ pub struct ExporterSettings {
     pub endpoint: String,
     /// Longest time one export call may take.
     pub timeout: Duration,
+    /// Sent with every export request (gRPC metadata or HTTP headers). Values are secrets
+    /// (API keys): they are marked sensitive, so `Debug` does not print them.
+    pub headers: http::HeaderMap,
+    /// Compression of export requests.
+    pub compression: Compression,
+    /// Trusted CAs and client certificate, for `https://` endpoints.
+    pub tls: TlsSettings,
+}
+
+impl Default for ExporterSettings {
+    /// `stdout`, no endpoint, the OTLP default timeout of 10 s, no headers, no compression,
+    /// the platform's trusted roots.
+    fn default() -> Self {
+        ExporterSettings {
+            protocol: ExporterProtocol::Stdout,
+            endpoint: String::new(),
+            timeout: Duration::from_secs(10),
+            headers: http::HeaderMap::new(),
+            compression: Compression::None,
+            tls: TlsSettings::default(),
+        }
+    }
 }
 
 /// Everything the span pipeline needs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TelemetrySettings {
     pub service_name: String,
+    /// Resource attributes besides `service.name` (from the config and
+    /// `OTEL_RESOURCE_ATTRIBUTES`), in the order they are reported.
+    pub resource: Vec<(String, String)>,
     pub exporter: ExporterSettings,
     pub batch: PipelineSettings,
     /// What the request path does with trace context (response headers, ...).
@@ -65,6 +98,7 @@ pub struct TelemetrySettings {
 #[allow(clippy::large_enum_variant)]
 pub enum AnyExporter {
     Otlp(OtlpExporter),
+    Zipkin(ZipkinExporter),
     Stdout(SdkExporter<StdoutExporter>),
 }
 
@@ -72,6 +106,7 @@ impl BatchExporter for AnyExporter {
     async fn export(&mut self, batch: &mut Vec<SpanRecord>) -> Result<u64, String> {
         match self {
             AnyExporter::Otlp(e) => e.export(batch).await,
+            AnyExporter::Zipkin(e) => e.export(batch).await,
             AnyExporter::Stdout(e) => e.export(batch).await,
         }
     }
@@ -79,6 +114,7 @@ impl BatchExporter for AnyExporter {
     fn shutdown(&mut self, timeout: Duration) {
         match self {
             AnyExporter::Otlp(e) => e.shutdown(timeout),
+            AnyExporter::Zipkin(e) => e.shutdown(timeout),
             AnyExporter::Stdout(e) => e.shutdown(timeout),
         }
     }
@@ -93,15 +129,36 @@ pub fn start_pipeline(settings: &TelemetrySettings) -> Result<Option<Pipeline>, 
     if exporter.protocol == ExporterProtocol::None {
         return Ok(None);
     }
-    let resource = Resource::builder()
+    // Built from the settings alone: the SDK's default detectors would read OTEL_SERVICE_NAME
+    // and OTEL_RESOURCE_ATTRIBUTES again, past the config's checks and precedence.
+    let resource = Resource::builder_empty()
+        .with_detector(Box::new(
+            opentelemetry_sdk::resource::TelemetryResourceDetector,
+        ))
         .with_service_name(settings.service_name.clone())
+        .with_attributes(
+            settings
+                .resource
+                .iter()
+                .map(|(k, v)| KeyValue::new(k.clone(), v.clone())),
+        )
         .build();
+    let service_name = settings.service_name.clone();
     let make = move || -> Result<AnyExporter, String> {
         let version = env!("CARGO_PKG_VERSION");
         let transport = match exporter.protocol {
-            ExporterProtocol::Grpc => OtlpTransport::grpc(&exporter.endpoint, exporter.timeout),
-            ExporterProtocol::HttpProtobuf => {
-                OtlpTransport::http(&exporter.endpoint, exporter.timeout)
+            ExporterProtocol::Grpc => OtlpTransport::grpc(&exporter),
+            ExporterProtocol::HttpProtobuf => OtlpTransport::http(&exporter),
+            ExporterProtocol::Zipkin => {
+                let encoder = ZipkinEncoder::new(&service_name, SCOPE_NAME, version);
+                return ZipkinExporter::new(encoder, &exporter)
+                    .map(AnyExporter::Zipkin)
+                    .map_err(|e| {
+                        format!(
+                            "cannot build the zipkin exporter for {}: {e}",
+                            exporter.endpoint
+                        )
+                    });
             }
             ExporterProtocol::Stdout => {
                 let scope = InstrumentationScope::builder(SCOPE_NAME)

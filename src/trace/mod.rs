@@ -2,7 +2,8 @@
 //!
 //! Usable from any Pingora `ProxyHttp`: keep a [`RequestTrace`] in the request context and call
 //! the [`hooks`] from the matching phases. Only [`hooks`] touches Pingora types; [`w3c`],
-//! [`propagation`], [`request`], [`span`], [`pipeline`] and [`otlp`] are plain Rust.
+//! [`propagation`], [`request`], [`span`], [`pipeline`], [`otlp`], [`zipkin`], [`transport`]
+//! and [`tls`] are plain Rust.
 
 pub mod capture;
 pub mod exporter;
@@ -14,8 +15,11 @@ pub mod propagation;
 pub mod request;
 pub mod sampling;
 pub mod span;
+pub mod tls;
+pub mod transport;
 pub mod trust;
 pub mod w3c;
+pub mod zipkin;
 
 pub use exporter::{start_pipeline, ExporterProtocol, ExporterSettings, TelemetrySettings};
 pub use pipeline::{BatchExporter, Pipeline, PipelineSettings, SdkExporter, SpanSink};

@@ -12,10 +12,14 @@
 //! Wire format: `opentelemetry/proto/collector/trace/v1/trace_service.proto` and
 //! `opentelemetry/proto/trace/v1/trace.proto` (OTLP 1.x); transport per the OTLP specification
 //! (<https://opentelemetry.io/docs/specs/otlp/>): gRPC `TraceService/Export`, or
-//! `POST /v1/traces` with `Content-Type: application/x-protobuf`.
+//! `POST /v1/traces` with `Content-Type: application/x-protobuf`. Both transports send the
+//! configured headers, may gzip the message, and speak TLS to `https://` endpoints
+//! (`super::transport`, `super::tls`).
 
+use super::exporter::ExporterSettings;
 use super::pipeline::{throttled_error, BatchExporter};
 use super::span::{AttrScratch, AttrValue, EventView, Kind, SpanRecord};
+use super::transport::{check_scheme, error_chain, Compression, HttpPost};
 use bytes::{Buf, BufMut, Bytes};
 use opentelemetry::Value;
 use opentelemetry_sdk::Resource;
@@ -399,90 +403,90 @@ impl tonic::codec::Decoder for RawCodec {
     }
 }
 
-/// Refuses endpoints other than `http://` (TLS to the collector is not supported yet), so a
-/// `https://` endpoint fails at start-up rather than on every export.
-fn check_scheme(endpoint: &str) -> Result<(), String> {
-    match endpoint.split_once("://") {
-        Some(("http", _)) => Ok(()),
-        Some((scheme, _)) => Err(format!(
-            "scheme {scheme}:// is not supported (only http://; TLS to the collector is not \
-             available yet)"
-        )),
-        None => Err("the endpoint must be a URL starting with http://".into()),
-    }
-}
-
 /// How encoded batches leave the process.
 #[derive(Debug)]
 pub enum OtlpTransport {
     /// OTLP/gRPC over an HTTP/2 channel that reconnects by itself.
-    Grpc(tonic::client::Grpc<tonic::transport::Channel>),
-    /// OTLP/HTTP with protobuf bodies.
-    Http {
-        client: reqwest::Client,
-        url: reqwest::Url,
+    Grpc {
+        grpc: tonic::client::Grpc<tonic::transport::Channel>,
+        /// Sent with every call (the configured headers; values marked sensitive).
+        metadata: tonic::metadata::MetadataMap,
     },
+    /// OTLP/HTTP with protobuf bodies.
+    Http(HttpPost),
 }
 
 impl OtlpTransport {
-    /// A gRPC transport to `endpoint` (`http://host:port`). Connects lazily, so a collector
-    /// that is down at start-up only delays export; must run inside a tokio runtime.
-    pub fn grpc(endpoint: &str, timeout: Duration) -> Result<Self, String> {
-        check_scheme(endpoint)?;
-        let channel = tonic::transport::Endpoint::from_shared(endpoint.to_owned())
+    /// A gRPC transport to `settings.endpoint` (`http://` or `https://host:port`), with its
+    /// headers as metadata, compression and TLS. Connects lazily, so a collector that is down
+    /// at start-up only delays export; must run inside a tokio runtime.
+    pub fn grpc(settings: &ExporterSettings) -> Result<Self, String> {
+        let https = check_scheme(&settings.endpoint)?;
+        let mut endpoint = tonic::transport::Endpoint::from_shared(settings.endpoint.clone())
             .map_err(|e| format!("invalid gRPC endpoint: {e}"))?
-            .connect_timeout(timeout)
-            .timeout(timeout)
-            .connect_lazy();
-        Ok(OtlpTransport::Grpc(tonic::client::Grpc::new(channel)))
+            .connect_timeout(settings.timeout)
+            .timeout(settings.timeout);
+        if https {
+            endpoint = endpoint
+                .tls_config(settings.tls.tonic_config())
+                .map_err(|e| format!("TLS setup: {}", error_chain(&e)))?;
+        }
+        let mut grpc = tonic::client::Grpc::new(endpoint.connect_lazy());
+        if settings.compression == Compression::Gzip {
+            grpc = grpc.send_compressed(tonic::codec::CompressionEncoding::Gzip);
+        }
+        Ok(OtlpTransport::Grpc {
+            grpc,
+            metadata: tonic::metadata::MetadataMap::from_headers(settings.headers.clone()),
+        })
     }
 
-    /// An HTTP/protobuf transport posting to `url` (the full URL, `/v1/traces` included).
-    pub fn http(url: &str, timeout: Duration) -> Result<Self, String> {
-        check_scheme(url)?;
-        let url = reqwest::Url::parse(url).map_err(|e| format!("invalid URL: {e}"))?;
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        Ok(OtlpTransport::Http { client, url })
+    /// An HTTP/protobuf transport posting to `settings.endpoint` (the full URL, `/v1/traces`
+    /// included), with its headers, compression and TLS.
+    pub fn http(settings: &ExporterSettings) -> Result<Self, String> {
+        HttpPost::new(
+            &settings.endpoint,
+            "application/x-protobuf",
+            settings.timeout,
+            &settings.headers,
+            settings.compression,
+            &settings.tls,
+        )
+        .map(OtlpTransport::Http)
     }
 
-    /// Sends one encoded `ExportTraceServiceRequest`. Returns the number of spans the receiver
-    /// reported as rejected (OTLP partial success) and its message.
-    pub async fn send(&mut self, body: Bytes) -> Result<(i64, String), String> {
+    /// Sends one encoded `ExportTraceServiceRequest` (taken from `body`). Returns the number of
+    /// spans the receiver reported as rejected (OTLP partial success) and its message.
+    pub async fn send(&mut self, body: &mut Vec<u8>) -> Result<(i64, String), String> {
         match self {
-            OtlpTransport::Grpc(grpc) => {
+            OtlpTransport::Grpc { grpc, metadata } => {
                 grpc.ready()
                     .await
-                    .map_err(|e| format!("gRPC channel not ready: {e}"))?;
+                    .map_err(|e| format!("gRPC channel not ready: {}", error_chain(&e)))?;
                 let path = http::uri::PathAndQuery::from_static(GRPC_EXPORT_PATH);
+                let mut req = tonic::Request::new(Bytes::from(std::mem::take(body)));
+                *req.metadata_mut() = metadata.clone();
                 let resp = grpc
-                    .unary(tonic::Request::new(body), path, RawCodec)
+                    .unary(req, path, RawCodec)
                     .await
-                    .map_err(|s| format!("gRPC status {:?}: {}", s.code(), s.message()))?;
+                    .map_err(|s| format!("gRPC status {:?}: {}", s.code(), grpc_message(&s)))?;
                 Ok(rejected_spans(resp.get_ref()))
             }
-            OtlpTransport::Http { client, url } => {
-                let resp = client
-                    .post(url.clone())
-                    .header(http::header::CONTENT_TYPE, "application/x-protobuf")
-                    .body(body)
-                    .send()
-                    .await
-                    .map_err(|e| format!("HTTP request failed: {e}"))?;
-                let status = resp.status();
-                let body = resp
-                    .bytes()
-                    .await
-                    .map_err(|e| format!("HTTP response body: {e}"))?;
-                if !status.is_success() {
-                    return Err(format!("HTTP status {status}"));
-                }
-                Ok(rejected_spans(&body))
+            OtlpTransport::Http(post) => {
+                let resp = post.post(body).await?;
+                Ok(rejected_spans(&resp))
             }
         }
+    }
+}
+
+/// A gRPC status message, with the transport error under it when there is one (a TLS
+/// handshake failure arrives as `Unavailable` with the reason only in the source).
+fn grpc_message(s: &tonic::Status) -> String {
+    use std::error::Error as _;
+    match s.source() {
+        Some(src) => format!("{}: {}", s.message(), error_chain(src)),
+        None => s.message().to_owned(),
     }
 }
 
@@ -507,8 +511,7 @@ impl OtlpExporter {
 impl BatchExporter for OtlpExporter {
     async fn export(&mut self, batch: &mut Vec<SpanRecord>) -> Result<u64, String> {
         self.encoder.encode(batch, &mut self.buf);
-        let body = Bytes::from(std::mem::take(&mut self.buf));
-        let (rejected, message) = self.transport.send(body).await?;
+        let (rejected, message) = self.transport.send(&mut self.buf).await?;
         if rejected > 0 {
             throttled_error(format_args!(
                 "the OTLP receiver rejected {rejected} spans: {message}"

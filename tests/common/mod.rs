@@ -1,8 +1,11 @@
 //! Shared integration-test harness.
 //!
 //! Provides:
-//! * [`OtlpReceiver`]: an in-process OTLP trace collector (gRPC or HTTP/protobuf)
-//!   that records every span it receives.
+//! * [`OtlpReceiver`]: an in-process OTLP trace collector (gRPC or HTTP/protobuf,
+//!   plain or over TLS, accepting gzip) that records every span it receives, with the
+//!   headers and whether the body was compressed.
+//! * [`ZipkinReceiver`]: an in-process Zipkin collector (`POST /api/v2/spans`, JSON).
+//! * [`TestCa`]: a CA and a server certificate for `localhost`/`127.0.0.1`, made per test.
 //! * [`Upstream`]: a real hyper HTTP/1.1 backend that records every request.
 //! * [`Proxy`]: runs the real `tracegate` binary against a temporary config file.
 //! * [`http_get`] / [`http_request`]: a tiny blocking HTTP/1.1 client that writes
@@ -112,9 +115,30 @@ impl Drop for BackgroundServer {
     }
 }
 
-/// Accept loop serving HTTP/1.1 (keep-alive on) with the given handler.
-async fn serve_http1<H, Fut>(listener: tokio::net::TcpListener, handler: H)
+/// Serves HTTP/1.1 (keep-alive on) on one connection with the given handler.
+async fn serve_http1_conn<I, H, Fut>(io: I, handler: H)
 where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + 'static,
+    H: Fn(Request<Incoming>) -> Fut + Clone + 'static,
+    Fut: Future<Output = hyper::Response<Full<Bytes>>> + 'static,
+{
+    let svc = hyper::service::service_fn(move |req| {
+        let handler = handler.clone();
+        async move { Ok::<_, Infallible>(handler(req).await) }
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(io), svc)
+        .await;
+}
+
+/// Accept loop serving HTTP/1.1 with the given handler, over TLS when `tls` is set (a failed
+/// handshake just closes that connection).
+async fn serve_http1<H, Fut>(
+    listener: tokio::net::TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    handler: H,
+) where
     H: Fn(Request<Incoming>) -> Fut + Clone + 'static,
     Fut: Future<Output = hyper::Response<Full<Bytes>>> + 'static,
 {
@@ -125,15 +149,16 @@ where
         };
         let _ = stream.set_nodelay(true);
         let handler = handler.clone();
+        let tls = tls.clone();
         tokio::task::spawn_local(async move {
-            let svc = hyper::service::service_fn(move |req| {
-                let handler = handler.clone();
-                async move { Ok::<_, Infallible>(handler(req).await) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
+            match tls {
+                None => serve_http1_conn(stream, handler).await,
+                Some(acceptor) => {
+                    if let Ok(stream) = acceptor.accept(stream).await {
+                        serve_http1_conn(stream, handler).await;
+                    }
+                }
+            }
         });
     }
 }
@@ -148,10 +173,153 @@ where
     H: Fn(Request<Incoming>) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = hyper::Response<Full<Bytes>>> + 'static,
 {
+    spawn_http1_server_tls(name, listener, None, handler)
+}
+
+/// [`spawn_http1_server`], over TLS when `tls` is set.
+fn spawn_http1_server_tls<H, Fut>(
+    name: &str,
+    listener: std::net::TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    handler: H,
+) -> BackgroundServer
+where
+    H: Fn(Request<Incoming>) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = hyper::Response<Full<Bytes>>> + 'static,
+{
     BackgroundServer::spawn(name, listener, move |listener| async move {
         let local = tokio::task::LocalSet::new();
-        local.run_until(serve_http1(listener, handler)).await;
+        local.run_until(serve_http1(listener, tls, handler)).await;
     })
+}
+
+// ---------------------------------------------------------------------------
+// TLS test certificates
+// ---------------------------------------------------------------------------
+
+/// A certificate authority made for one test, a server certificate it signed for
+/// `localhost` and `127.0.0.1`, and a client certificate it signed. The CA certificate is
+/// written to `ca.pem` in a temporary directory, for the proxy's `ca_file`, and the client
+/// certificate and key to `client.pem` and `client-key.pem`.
+pub struct TestCa {
+    dir: TempDir,
+    ca_path: PathBuf,
+    ca_pem: String,
+    server_cert_pem: String,
+    server_key_pem: String,
+}
+
+impl TestCa {
+    pub fn new() -> TestCa {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "tracegate test CA");
+        let ca_key = KeyPair::generate().expect("CA key");
+        let ca_cert = ca_params.self_signed(&ca_key).expect("CA certificate");
+        let issuer = Issuer::from_params(&ca_params, &ca_key);
+        let server_params =
+            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+                .expect("server params");
+        let server_key = KeyPair::generate().expect("server key");
+        let server_cert = server_params
+            .signed_by(&server_key, &issuer)
+            .expect("server certificate");
+        let mut client_params =
+            CertificateParams::new(vec!["tracegate".to_string()]).expect("client params");
+        client_params
+            .distinguished_name
+            .push(DnType::CommonName, "tracegate client");
+        client_params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let client_key = KeyPair::generate().expect("client key");
+        let client_cert = client_params
+            .signed_by(&client_key, &issuer)
+            .expect("client certificate");
+        let dir = tempfile::Builder::new()
+            .prefix("tracegate-ca-")
+            .tempdir()
+            .expect("create temp dir");
+        let ca_path = dir.path().join("ca.pem");
+        std::fs::write(&ca_path, ca_cert.pem()).expect("write ca.pem");
+        std::fs::write(dir.path().join("client.pem"), client_cert.pem()).expect("client.pem");
+        std::fs::write(
+            dir.path().join("client-key.pem"),
+            client_key.serialize_pem(),
+        )
+        .expect("client-key.pem");
+        TestCa {
+            dir,
+            ca_path,
+            ca_pem: ca_cert.pem(),
+            server_cert_pem: server_cert.pem(),
+            server_key_pem: server_key.serialize_pem(),
+        }
+    }
+
+    /// The client certificate and key this CA signed (PEM files).
+    pub fn client_files(&self) -> (PathBuf, PathBuf) {
+        (
+            self.dir.path().join("client.pem"),
+            self.dir.path().join("client-key.pem"),
+        )
+    }
+
+    /// The CA certificate (PEM file).
+    pub fn ca_path(&self) -> &Path {
+        &self.ca_path
+    }
+
+    /// The temporary directory holding `ca.pem`, for more test files.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn rustls_server_config(&self, require_client_cert: bool) -> Arc<rustls::ServerConfig> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let certs = CertificateDer::pem_slice_iter(self.server_cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .expect("server certificate PEM");
+        let key =
+            PrivateKeyDer::from_pem_slice(self.server_key_pem.as_bytes()).expect("server key PEM");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions");
+        let builder = if require_client_cert {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_slice_iter(self.ca_pem.as_bytes()) {
+                roots.add(c.expect("CA PEM")).expect("CA certificate");
+            }
+            let verifier =
+                rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
+                    .build()
+                    .expect("client verifier");
+            builder.with_client_cert_verifier(verifier)
+        } else {
+            builder.with_no_client_auth()
+        };
+        let config = builder
+            .with_single_cert(certs, key)
+            .expect("server TLS config");
+        Arc::new(config)
+    }
+
+    fn acceptor(&self, require_client_cert: bool) -> tokio_rustls::TlsAcceptor {
+        tokio_rustls::TlsAcceptor::from(self.rustls_server_config(require_client_cert))
+    }
+
+    fn tonic_tls(&self, require_client_cert: bool) -> tonic::transport::ServerTlsConfig {
+        let mut c = tonic::transport::ServerTlsConfig::new().identity(
+            tonic::transport::Identity::from_pem(&self.server_cert_pem, &self.server_key_pem),
+        );
+        if require_client_cert {
+            c = c.client_ca_root(tonic::transport::Certificate::from_pem(&self.ca_pem));
+        }
+        c
+    }
 }
 
 fn header_pairs(headers: &hyper::HeaderMap) -> Vec<(String, String)> {
@@ -371,6 +539,8 @@ struct ReceiverState {
     requests: Vec<ExportTraceServiceRequest>,
     /// Transport headers (gRPC metadata or HTTP headers) of each export call.
     headers: Vec<Vec<(String, String)>>,
+    /// Whether each export call's body arrived gzip-compressed.
+    compressed: Vec<bool>,
     spans: Vec<ReceivedSpan>,
     /// When set, every export is answered with an OTLP partial success rejecting all of its
     /// spans, with this message.
@@ -397,7 +567,12 @@ impl ReceiverState {
         }
     }
 
-    fn record(&mut self, req: ExportTraceServiceRequest, headers: Vec<(String, String)>) {
+    fn record(
+        &mut self,
+        req: ExportTraceServiceRequest,
+        headers: Vec<(String, String)>,
+        compressed: bool,
+    ) {
         for rs in &req.resource_spans {
             for ss in &rs.scope_spans {
                 for span in &ss.spans {
@@ -407,6 +582,7 @@ impl ReceiverState {
         }
         self.requests.push(req);
         self.headers.push(headers);
+        self.compressed.push(compressed);
     }
 }
 
@@ -423,9 +599,11 @@ impl TraceService for GrpcTraceSink {
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
         let headers = header_pairs(&request.metadata().clone().into_headers());
+        // The message compression tonic decoded for us (accept_compressed), as announced.
+        let compressed = header_values_in(&headers, "grpc-encoding").contains(&"gzip");
         let mut st = lock(&self.state);
         let resp = st.response(request.get_ref());
-        st.record(request.into_inner(), headers);
+        st.record(request.into_inner(), headers, compressed);
         Ok(tonic::Response::new(resp))
     }
 }
@@ -441,47 +619,92 @@ pub enum OtlpProtocol {
 pub struct OtlpReceiver {
     protocol: OtlpProtocol,
     addr: SocketAddr,
+    tls: bool,
     state: SharedState,
     _server: BackgroundServer,
 }
 
 impl OtlpReceiver {
-    /// A gRPC (tonic) `TraceService` collector.
+    /// A gRPC (tonic) `TraceService` collector. Accepts gzip-compressed messages.
     pub fn grpc() -> OtlpReceiver {
+        Self::grpc_with(None)
+    }
+
+    /// A gRPC collector over TLS with a certificate signed by `ca`.
+    pub fn grpc_tls(ca: &TestCa) -> OtlpReceiver {
+        Self::grpc_with(Some((ca, false)))
+    }
+
+    /// [`OtlpReceiver::grpc_tls`] that also requires a client certificate signed by `ca`.
+    pub fn grpc_mtls(ca: &TestCa) -> OtlpReceiver {
+        Self::grpc_with(Some((ca, true)))
+    }
+
+    fn grpc_with(tls: Option<(&TestCa, bool)>) -> OtlpReceiver {
         let listener = bind_local();
         let addr = listener.local_addr().expect("receiver local addr");
         let state = SharedState::default();
         let sink = GrpcTraceSink {
             state: state.clone(),
         };
+        let tls_config = tls.map(|(ca, mtls)| ca.tonic_tls(mtls));
         let server = BackgroundServer::spawn("otlp-grpc", listener, move |listener| async move {
             let incoming = tonic::transport::server::TcpIncoming::from(listener);
-            let _ = tonic::transport::Server::builder()
-                .add_service(TraceServiceServer::new(sink))
+            let mut builder = tonic::transport::Server::builder();
+            if let Some(c) = tls_config {
+                builder = builder.tls_config(c).expect("gRPC server TLS config");
+            }
+            let _ = builder
+                .add_service(
+                    TraceServiceServer::new(sink)
+                        .accept_compressed(tonic::codec::CompressionEncoding::Gzip),
+                )
                 .serve_with_incoming(incoming)
                 .await;
         });
         OtlpReceiver {
             protocol: OtlpProtocol::Grpc,
             addr,
+            tls: tls.is_some(),
             state,
             _server: server,
         }
     }
 
-    /// An OTLP/HTTP collector accepting `POST /v1/traces` with protobuf bodies.
+    /// An OTLP/HTTP collector accepting `POST /v1/traces` with protobuf bodies, plain or
+    /// `Content-Encoding: gzip`.
     pub fn http() -> OtlpReceiver {
+        Self::http_with(None)
+    }
+
+    /// An OTLP/HTTP collector over TLS with a certificate signed by `ca`.
+    pub fn http_tls(ca: &TestCa) -> OtlpReceiver {
+        Self::http_with(Some((ca, false)))
+    }
+
+    /// [`OtlpReceiver::http_tls`] that also requires a client certificate signed by `ca`.
+    pub fn http_mtls(ca: &TestCa) -> OtlpReceiver {
+        Self::http_with(Some((ca, true)))
+    }
+
+    fn http_with(tls: Option<(&TestCa, bool)>) -> OtlpReceiver {
         let listener = bind_local();
         let addr = listener.local_addr().expect("receiver local addr");
         let state = SharedState::default();
         let handler_state = state.clone();
-        let server = spawn_http1_server("otlp-http", listener, move |req| {
-            let state = handler_state.clone();
-            async move { handle_otlp_http(state, req).await }
-        });
+        let server = spawn_http1_server_tls(
+            "otlp-http",
+            listener,
+            tls.map(|(ca, mtls)| ca.acceptor(mtls)),
+            move |req| {
+                let state = handler_state.clone();
+                async move { handle_otlp_http(state, req).await }
+            },
+        );
         OtlpReceiver {
             protocol: OtlpProtocol::HttpProtobuf,
             addr,
+            tls: tls.is_some(),
             state,
             _server: server,
         }
@@ -491,9 +714,11 @@ impl OtlpReceiver {
         self.protocol
     }
 
-    /// `http://127.0.0.1:PORT` (for HTTP the exporter appends `/v1/traces`).
+    /// `http://127.0.0.1:PORT`, or `https://` for a TLS receiver (for HTTP the exporter
+    /// appends `/v1/traces`).
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// `127.0.0.1:PORT`.
@@ -567,6 +792,11 @@ impl OtlpReceiver {
         lock(&self.state).headers.clone()
     }
 
+    /// Whether each export call arrived gzip-compressed, in arrival order.
+    pub fn compressed(&self) -> Vec<bool> {
+        lock(&self.state).compressed.clone()
+    }
+
     /// The `service.name` resource attribute of every received resource
     /// (one entry per `ResourceSpans`, in arrival order).
     pub fn service_names(&self) -> Vec<String> {
@@ -628,9 +858,9 @@ async fn handle_otlp_http(
         );
     }
     let headers = header_pairs(req.headers());
-    let body = match req.into_body().collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) => return simple_response(StatusCode::BAD_REQUEST, format!("body error: {e}")),
+    let (body, compressed) = match read_body(req).await {
+        Ok(b) => b,
+        Err(resp) => return resp,
     };
     let decoded = match ExportTraceServiceRequest::decode(body) {
         Ok(d) => d,
@@ -639,7 +869,7 @@ async fn handle_otlp_http(
     let out = {
         let mut st = lock(&state);
         let resp = st.response(&decoded);
-        st.record(decoded, headers);
+        st.record(decoded, headers, compressed);
         resp.encode_to_vec()
     };
     let mut resp = simple_response(StatusCode::OK, out);
@@ -648,6 +878,152 @@ async fn handle_otlp_http(
         hyper::header::HeaderValue::from_static("application/x-protobuf"),
     );
     resp
+}
+
+/// Reads a request body, gunzipping it under `Content-Encoding: gzip`. Returns the body and
+/// whether it was compressed, or the error response to send.
+async fn read_body(req: Request<Incoming>) -> Result<(Bytes, bool), hyper::Response<Full<Bytes>>> {
+    let encoding = req
+        .headers()
+        .get(hyper::header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_ascii_lowercase());
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| simple_response(StatusCode::BAD_REQUEST, format!("body error: {e}")))?
+        .to_bytes();
+    match encoding.as_deref() {
+        None | Some("identity") => Ok((body, false)),
+        Some("gzip") => {
+            let mut out = Vec::new();
+            flate2::read::GzDecoder::new(body.as_ref())
+                .read_to_end(&mut out)
+                .map_err(|e| simple_response(StatusCode::BAD_REQUEST, format!("gzip: {e}")))?;
+            Ok((Bytes::from(out), true))
+        }
+        Some(other) => Err(simple_response(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("unsupported content-encoding {other:?}"),
+        )),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Zipkin receiver
+// ---------------------------------------------------------------------------
+
+#[derive(Default)]
+struct ZipkinState {
+    /// Every span object received, in arrival order.
+    spans: Vec<serde_json::Value>,
+    headers: Vec<Vec<(String, String)>>,
+    compressed: Vec<bool>,
+}
+
+/// An in-process Zipkin collector: `POST /api/v2/spans` with a JSON array of v2 spans
+/// (`application/json`, plain or gzip), answered `202 Accepted` as Zipkin does.
+pub struct ZipkinReceiver {
+    addr: SocketAddr,
+    state: Arc<Mutex<ZipkinState>>,
+    _server: BackgroundServer,
+}
+
+impl ZipkinReceiver {
+    pub fn start() -> ZipkinReceiver {
+        let listener = bind_local();
+        let addr = listener.local_addr().expect("receiver local addr");
+        let state: Arc<Mutex<ZipkinState>> = Arc::default();
+        let handler_state = state.clone();
+        let server = spawn_http1_server("zipkin", listener, move |req| {
+            let state = handler_state.clone();
+            async move { handle_zipkin(state, req).await }
+        });
+        ZipkinReceiver {
+            addr,
+            state,
+            _server: server,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT/api/v2/spans`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}/api/v2/spans", self.addr)
+    }
+
+    /// Every span received so far, as JSON objects.
+    pub fn spans(&self) -> Vec<serde_json::Value> {
+        lock(&self.state).spans.clone()
+    }
+
+    /// Headers of each POST, in arrival order.
+    pub fn request_headers(&self) -> Vec<Vec<(String, String)>> {
+        lock(&self.state).headers.clone()
+    }
+
+    /// Whether each POST arrived gzip-compressed.
+    pub fn compressed(&self) -> Vec<bool> {
+        lock(&self.state).compressed.clone()
+    }
+
+    /// Polls until at least `n` spans have arrived; panics with what did after `timeout`.
+    pub fn wait_for_spans(&self, n: usize, timeout: Duration) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let spans = self.spans();
+            if spans.len() >= n {
+                return spans;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "Zipkin receiver at {}: timed out after {timeout:?} waiting for {n} span(s); \
+                     got {}: {spans:#?}",
+                    self.addr,
+                    spans.len()
+                );
+            }
+            std::thread::sleep(POLL_INTERVAL);
+        }
+    }
+}
+
+async fn handle_zipkin(
+    state: Arc<Mutex<ZipkinState>>,
+    req: Request<Incoming>,
+) -> hyper::Response<Full<Bytes>> {
+    if req.uri().path() != "/api/v2/spans" {
+        return simple_response(StatusCode::NOT_FOUND, "not found");
+    }
+    if req.method() != hyper::Method::POST {
+        return simple_response(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+    }
+    let content_type = req
+        .headers()
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if !content_type.starts_with("application/json") {
+        return simple_response(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("unsupported content-type {content_type:?}"),
+        );
+    }
+    let headers = header_pairs(req.headers());
+    let (body, compressed) = match read_body(req).await {
+        Ok(b) => b,
+        Err(resp) => return resp,
+    };
+    let spans: Vec<serde_json::Value> = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return simple_response(StatusCode::BAD_REQUEST, format!("JSON: {e}")),
+    };
+    let mut st = lock(&state);
+    st.spans.extend(spans);
+    st.headers.push(headers);
+    st.compressed.push(compressed);
+    simple_response(StatusCode::ACCEPTED, "")
 }
 
 // ---------------------------------------------------------------------------
