@@ -645,7 +645,9 @@ fn spans_rejected_by_the_receiver_are_counted_and_logged() {
             assert_eq!(http_get(&proxy.addr(), "/", &[]).status, 200, "{protocol}");
         }
         rx.wait_for_spans(6, WAIT);
-        proxy.wait_for_log("rejected 6 spans: over quota", WAIT);
+        // The spans may arrive in more than one batch and the loss log is rate-limited, so the
+        // first line may count only some; the `stopped:` line below has the total.
+        proxy.wait_for_log("spans: over quota", WAIT);
         proxy.sigterm();
         assert!(proxy.wait_exit(WAIT).expect("exits").success());
         let logs = proxy.logs();
