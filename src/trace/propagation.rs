@@ -18,7 +18,8 @@
 //! exactly as the client sent them.
 
 use super::w3c::{
-    parse_traceparent_lines, SpanId, TraceId, TraceParentError, FLAG_RANDOM, FLAG_SAMPLED,
+    join_lines, parse_traceparent_lines, trim_ows, SpanId, TraceId, TraceParentError, FLAG_RANDOM,
+    FLAG_SAMPLED,
 };
 use http::{HeaderMap, HeaderName};
 use std::fmt;
@@ -621,24 +622,12 @@ fn baggage_octet(c: u8) -> bool {
     matches!(c, 0x21 | 0x23..=0x2B | 0x2D..=0x3A | 0x3C..=0x5B | 0x5D..=0x7E)
 }
 
-fn ows_trim(b: &[u8]) -> &[u8] {
-    let start = b
-        .iter()
-        .position(|&c| c != b' ' && c != b'\t')
-        .unwrap_or(b.len());
-    let end = b
-        .iter()
-        .rposition(|&c| c != b' ' && c != b'\t')
-        .map_or(start, |e| e + 1);
-    &b[start..end.max(start)]
-}
-
 /// `key OWS "=" OWS value` (value may be empty), or with `value_required` false also `key`
 /// alone (a property, W3C Baggage §3 "property").
 fn valid_pair(b: &[u8], value_required: bool) -> bool {
     let (key, value) = match b.iter().position(|&c| c == b'=') {
-        Some(eq) => (ows_trim(&b[..eq]), Some(ows_trim(&b[eq + 1..]))),
-        None => (ows_trim(b), None),
+        Some(eq) => (trim_ows(&b[..eq]), Some(trim_ows(&b[eq + 1..]))),
+        None => (trim_ows(b), None),
     };
     if key.is_empty() || !key.iter().all(|&c| tchar(c)) {
         return false;
@@ -667,17 +656,11 @@ pub fn parse_baggage<'a, I>(lines: I) -> Option<Baggage>
 where
     I: IntoIterator<Item = &'a [u8]>,
 {
-    let mut joined: Vec<u8> = Vec::new();
-    for (i, line) in lines.into_iter().enumerate() {
-        if i > 0 {
-            joined.push(b',');
-        }
-        joined.extend_from_slice(line);
-    }
+    let joined = join_lines(lines);
     let mut kept: Vec<&[u8]> = Vec::new();
     let mut changed = false;
     for member in joined.split(|&c| c == b',') {
-        let m = ows_trim(member);
+        let m = trim_ows(member);
         if m.is_empty() || !valid_member(m) {
             changed = true;
             continue;
@@ -691,7 +674,7 @@ where
     if kept.is_empty() {
         return None;
     }
-    let joined = ows_trim(&joined);
+    let joined = trim_ows(&joined);
     if !changed && joined.len() <= BAGGAGE_MAX_BYTES {
         // Valid members are ASCII, and so is the OWS between them.
         return std::str::from_utf8(joined).ok().map(|s| Baggage(s.into()));

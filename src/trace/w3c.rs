@@ -234,13 +234,7 @@ pub fn parse_tracestate<'a, I>(lines: I) -> Option<TraceState>
 where
     I: IntoIterator<Item = &'a [u8]>,
 {
-    let mut joined: Vec<u8> = Vec::new();
-    for (i, line) in lines.into_iter().enumerate() {
-        if i > 0 {
-            joined.push(b',');
-        }
-        joined.extend_from_slice(line);
-    }
+    let joined = join_lines(lines);
     let mut kept: Vec<&[u8]> = Vec::new();
     let mut changed = false;
     for member in joined.split(|&b| b == b',') {
@@ -295,7 +289,21 @@ fn key_of(member: &[u8]) -> &[u8] {
     &member[..eq]
 }
 
-fn trim_ows(b: &[u8]) -> &[u8] {
+/// Joins the lines of a list-valued header with `,`, as one field value (RFC 9110 §5.3: a
+/// recipient may combine field lines of the same name that way).
+pub(crate) fn join_lines<'a>(lines: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
+    let mut joined: Vec<u8> = Vec::new();
+    for (i, line) in lines.into_iter().enumerate() {
+        if i > 0 {
+            joined.push(b',');
+        }
+        joined.extend_from_slice(line);
+    }
+    joined
+}
+
+/// `b` without leading and trailing optional white space (spaces and tabs, RFC 9110 §5.6.3).
+pub(crate) fn trim_ows(b: &[u8]) -> &[u8] {
     let start = b
         .iter()
         .position(|&c| c != b' ' && c != b'\t')
