@@ -52,7 +52,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         } else {
             " to "
         },
-        t.exporter.endpoint,
+        crate::trace::exporter::redact_userinfo(&t.exporter.endpoint),
         t.service_name
     );
 

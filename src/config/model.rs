@@ -199,8 +199,10 @@ fn response_header_name(name: &str) -> Result<http::HeaderName, String> {
     Ok(h)
 }
 
-fn check_endpoint(s: &str) -> Result<(), String> {
-    let uri: http::Uri = s.parse().map_err(|e| format!("invalid URL {s:?}: {e}"))?;
+fn check_endpoint(url: &str) -> Result<(), String> {
+    // Errors quote the URL without any credentials written into it.
+    let s = crate::trace::exporter::redact_userinfo(url);
+    let uri: http::Uri = url.parse().map_err(|e| format!("invalid URL {s:?}: {e}"))?;
     match uri.scheme_str() {
         Some("http" | "https") => {}
         _ => {

@@ -16,6 +16,7 @@ use opentelemetry::{InstrumentationScope, KeyValue};
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use opentelemetry_sdk::Resource;
+use std::borrow::Cow;
 use std::io::Write;
 use std::time::Duration;
 
@@ -120,6 +121,19 @@ impl BatchExporter for AnyExporter {
     }
 }
 
+/// `url` fit for logs and error messages: credentials written into its authority
+/// (`https://user:secret@host/`) are replaced by `***`, like any other secret.
+pub fn redact_userinfo(url: &str) -> Cow<'_, str> {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let authority_end = url[start..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| start + i);
+    match url[start..authority_end].rfind('@') {
+        Some(at) => Cow::Owned(format!("{}***{}", &url[..start], &url[start + at..])),
+        None => Cow::Borrowed(url),
+    }
+}
+
 /// The instrumentation scope spans are reported under: `tracegate` and its version.
 pub const SCOPE_NAME: &str = "tracegate";
 
@@ -156,7 +170,7 @@ pub fn start_pipeline(settings: &TelemetrySettings) -> Result<Option<Pipeline>, 
                     .map_err(|e| {
                         format!(
                             "cannot build the zipkin exporter for {}: {e}",
-                            exporter.endpoint
+                            redact_userinfo(&exporter.endpoint)
                         )
                     });
             }
@@ -176,7 +190,7 @@ pub fn start_pipeline(settings: &TelemetrySettings) -> Result<Option<Pipeline>, 
             format!(
                 "cannot build the {} exporter for {}: {e}",
                 exporter.protocol.as_str(),
-                exporter.endpoint
+                redact_userinfo(&exporter.endpoint)
             )
         })?;
         let encoder = OtlpEncoder::new(&resource, SCOPE_NAME, version);
@@ -234,5 +248,37 @@ pub fn format_span_line(s: &SpanData, out: &mut String) {
     }
     for KeyValue { key, value, .. } in &s.attributes {
         let _ = write!(out, " {}={}", key.as_str(), value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_in_endpoints_are_not_shown() {
+        // (endpoint, shown, reason)
+        let cases = [
+            (
+                "http://collector:4317",
+                "http://collector:4317",
+                "nothing to hide",
+            ),
+            (
+                "https://u:p@otel.example.com:4317/v1/traces",
+                "https://***@otel.example.com:4317/v1/traces",
+                "user and password",
+            ),
+            (
+                "https://token@h/x@y",
+                "https://***@h/x@y",
+                "an @ in the path is not userinfo",
+            ),
+            ("http://h/?a=b@c", "http://h/?a=b@c", "nor one in the query"),
+            ("u:p@h:1", "***@h:1", "no scheme"),
+        ];
+        for (url, want, why) in cases {
+            assert_eq!(redact_userinfo(url), want, "{why}");
+        }
     }
 }

@@ -153,12 +153,13 @@ impl HttpPost {
             .body(payload)
             .send()
             .await
-            .map_err(|e| format!("HTTP request failed: {}", error_chain(&e)))?;
+            // Without the URL: it is in the start-up line already, and may carry credentials.
+            .map_err(|e| format!("HTTP request failed: {}", error_chain(&e.without_url())))?;
         let status = resp.status();
         let body = resp
             .bytes()
             .await
-            .map_err(|e| format!("HTTP response body: {e}"))?;
+            .map_err(|e| format!("HTTP response body: {}", e.without_url()))?;
         if !status.is_success() {
             return Err(format!("HTTP status {status}"));
         }
