@@ -839,29 +839,11 @@ async fn handle_otlp_http(
     state: SharedState,
     req: Request<Incoming>,
 ) -> hyper::Response<Full<Bytes>> {
-    if req.uri().path() != "/v1/traces" {
-        return simple_response(StatusCode::NOT_FOUND, "not found");
-    }
-    if req.method() != hyper::Method::POST {
-        return simple_response(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
-    }
-    let content_type = req
-        .headers()
-        .get(hyper::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    if !content_type.starts_with("application/x-protobuf") {
-        return simple_response(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format!("unsupported content-type {content_type:?}"),
-        );
-    }
-    let headers = header_pairs(req.headers());
-    let (body, compressed) = match read_body(req).await {
-        Ok(b) => b,
-        Err(resp) => return resp,
-    };
+    let (headers, body, compressed) =
+        match read_post(req, "/v1/traces", "application/x-protobuf").await {
+            Ok(r) => r,
+            Err(resp) => return resp,
+        };
     let decoded = match ExportTraceServiceRequest::decode(body) {
         Ok(d) => d,
         Err(e) => return simple_response(StatusCode::BAD_REQUEST, format!("decode error: {e}")),
@@ -882,6 +864,40 @@ async fn handle_otlp_http(
 
 /// Reads a request body, gunzipping it under `Content-Encoding: gzip`. Returns the body and
 /// whether it was compressed, or the error response to send.
+/// Checks that `req` is a POST to `path` with a content type starting with `content_type`,
+/// and reads it: its headers, its body (gunzipped if need be), and whether it was compressed.
+/// Anything else gets the error response a collector would send.
+async fn read_post(
+    req: Request<Incoming>,
+    path: &str,
+    content_type: &str,
+) -> Result<(Vec<(String, String)>, Bytes, bool), hyper::Response<Full<Bytes>>> {
+    if req.uri().path() != path {
+        return Err(simple_response(StatusCode::NOT_FOUND, "not found"));
+    }
+    if req.method() != hyper::Method::POST {
+        return Err(simple_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed",
+        ));
+    }
+    let got = req
+        .headers()
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if !got.starts_with(content_type) {
+        return Err(simple_response(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("unsupported content-type {got:?}"),
+        ));
+    }
+    let headers = header_pairs(req.headers());
+    let (body, compressed) = read_body(req).await?;
+    Ok((headers, body, compressed))
+}
+
 async fn read_body(req: Request<Incoming>) -> Result<(Bytes, bool), hyper::Response<Full<Bytes>>> {
     let encoding = req
         .headers()
@@ -992,29 +1008,11 @@ async fn handle_zipkin(
     state: Arc<Mutex<ZipkinState>>,
     req: Request<Incoming>,
 ) -> hyper::Response<Full<Bytes>> {
-    if req.uri().path() != "/api/v2/spans" {
-        return simple_response(StatusCode::NOT_FOUND, "not found");
-    }
-    if req.method() != hyper::Method::POST {
-        return simple_response(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
-    }
-    let content_type = req
-        .headers()
-        .get(hyper::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    if !content_type.starts_with("application/json") {
-        return simple_response(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format!("unsupported content-type {content_type:?}"),
-        );
-    }
-    let headers = header_pairs(req.headers());
-    let (body, compressed) = match read_body(req).await {
-        Ok(b) => b,
-        Err(resp) => return resp,
-    };
+    let (headers, body, compressed) =
+        match read_post(req, "/api/v2/spans", "application/json").await {
+            Ok(r) => r,
+            Err(resp) => return resp,
+        };
     let spans: Vec<serde_json::Value> = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => return simple_response(StatusCode::BAD_REQUEST, format!("JSON: {e}")),
