@@ -249,8 +249,9 @@ impl ProxyHttp for TracegateProxy {
         Ok(())
     }
 
-    /// Runs before the upstream's response head goes downstream: adds the trace response
-    /// headers (`traceresponse`, the trace-id header) when configured.
+    /// Runs before the upstream's response head goes downstream: records the response headers
+    /// on the capture allowlist and adds the trace response headers (`traceresponse`, the
+    /// trace-id header) when configured.
     async fn response_filter(
         &self,
         _session: &mut Session,
