@@ -2,6 +2,7 @@
 //! the flush of queued spans at shutdown.
 
 use crate::config::Config;
+use crate::gateway::Gateway;
 use crate::proxy::TracegateProxy;
 use crate::trace::{start_pipeline, Tracer};
 use pingora::server::configuration::ServerConf;
@@ -68,7 +69,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
     server.bootstrap();
     let mut service = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
-        TracegateProxy::new(&config, tracer),
+        TracegateProxy::new(crate::gateway::shared(Gateway::new(&config)), tracer),
         "tracegate",
     );
     for addr in &listen {

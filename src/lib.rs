@@ -3,6 +3,7 @@
 //! - [`config`]: the YAML file, `OTEL_*` overrides and the checked model.
 //! - [`routing`]: the pure router (request head in, route out).
 //! - [`upstream`]: upstream pools and backend choice.
+//! - [`gateway`]: the live router and pools of one config generation, swapped on reload.
 //! - [`trace`]: the tracing plugin (W3C Trace Context, spans, OTLP pipeline), usable from any
 //!   Pingora `ProxyHttp`.
 //! - [`proxy`]: tracegate's `ProxyHttp` implementation.
@@ -10,6 +11,7 @@
 
 pub mod app;
 pub mod config;
+pub mod gateway;
 pub mod proxy;
 pub mod routing;
 pub mod trace;

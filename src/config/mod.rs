@@ -5,6 +5,8 @@
 
 pub mod file;
 pub mod model;
+mod routes;
+mod upstreams;
 
 pub use model::{Config, ServerSettings, UpstreamSpec};
 

@@ -3,22 +3,20 @@
 //! Every default lives in [`defaults`], documented where it is defined. Environment variables
 //! (`OTEL_*`, OpenTelemetry's standard names) override file values.
 
-use super::file::{FileCapture, FileConfig, FileRoute, FileTelemetry, FileTrust, FileUpstream};
+use super::file::{FileCapture, FileConfig, FileTelemetry, FileTrust};
 use super::{ConfigError, Env};
-use crate::routing::{Route, RouteAction, Router};
+use crate::routing::Router;
 use crate::trace::capture::{Capture, QueryMode};
 use crate::trace::exporter::{ExporterProtocol, ExporterSettings, TelemetrySettings};
 use crate::trace::pipeline::PipelineSettings;
 use crate::trace::propagation::Propagators;
-use crate::trace::sampling::{check_ratio, Sampler};
+use crate::trace::sampling::Sampler;
 use crate::trace::tls::{TlsFile, TlsSettings};
 use crate::trace::transport::Compression;
 use crate::trace::trust::{Cidr, Trust};
 use crate::trace::TraceOptions;
 use crate::upstream::UpstreamTimeouts;
-use bytes::Bytes;
-use std::collections::HashMap;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 /// All defaults, in one place.
@@ -104,12 +102,12 @@ pub struct UpstreamSpec {
     pub timeouts: UpstreamTimeouts,
 }
 
-struct Ctx<'a> {
-    file: &'a str,
+pub(super) struct Ctx<'a> {
+    pub(super) file: &'a str,
 }
 
 impl Ctx<'_> {
-    fn err(&self, key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    pub(super) fn err(&self, key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
         ConfigError {
             file: self.file.to_owned(),
             key: key.into(),
@@ -117,7 +115,7 @@ impl Ctx<'_> {
         }
     }
 
-    fn duration(
+    pub(super) fn duration(
         &self,
         key: &str,
         v: &Option<String>,
@@ -269,8 +267,8 @@ impl Config {
             )?,
         };
         let telemetry = telemetry(&c, &f, env)?;
-        let (upstreams, index) = check_upstreams(&c, &f.upstreams)?;
-        let router = Router::new(check_routes(&c, &f.routes, &index)?);
+        let (upstreams, index) = super::upstreams::check_upstreams(&c, &f.upstreams)?;
+        let router = Router::new(super::routes::check_routes(&c, &f.routes, &index)?);
         Ok(Config {
             listen,
             server,
@@ -616,196 +614,6 @@ fn propagators(
     })
 }
 
-fn check_upstreams(
-    c: &Ctx<'_>,
-    ups: &std::collections::BTreeMap<String, FileUpstream>,
-) -> Result<(Vec<UpstreamSpec>, HashMap<String, usize>), ConfigError> {
-    let mut out = Vec::with_capacity(ups.len());
-    let mut index = HashMap::new();
-    for (name, u) in ups {
-        let key = format!("upstreams.{name}");
-        if u.backends.is_empty() {
-            return Err(c.err(
-                format!("{key}.backends"),
-                "at least one backend is required",
-            ));
-        }
-        let mut backends = Vec::with_capacity(u.backends.len());
-        for (i, b) in u.backends.iter().enumerate() {
-            backends
-                .push(resolve_backend(b).map_err(|r| c.err(format!("{key}.backends[{i}]"), r))?);
-        }
-        let timeouts = UpstreamTimeouts {
-            connect: c.duration(
-                &format!("{key}.connect_timeout"),
-                &u.connect_timeout,
-                defaults::CONNECT_TIMEOUT,
-            )?,
-            read: c.duration(
-                &format!("{key}.read_timeout"),
-                &u.read_timeout,
-                defaults::READ_TIMEOUT,
-            )?,
-            write: c.duration(
-                &format!("{key}.write_timeout"),
-                &u.write_timeout,
-                defaults::WRITE_TIMEOUT,
-            )?,
-        };
-        for (k, d) in [
-            ("connect_timeout", timeouts.connect),
-            ("read_timeout", timeouts.read),
-            ("write_timeout", timeouts.write),
-        ] {
-            if d.is_zero() {
-                return Err(c.err(format!("{key}.{k}"), "must be greater than zero"));
-            }
-        }
-        index.insert(name.clone(), out.len());
-        out.push(UpstreamSpec {
-            name: name.clone(),
-            backends,
-            timeouts,
-        });
-    }
-    Ok((out, index))
-}
-
-/// A backend is `host:port`; a host name is resolved once, at load time (as nginx does
-/// without a `resolver`), and the first address is used.
-fn resolve_backend(b: &str) -> Result<SocketAddr, String> {
-    let b = b.trim();
-    if let Ok(a) = b.parse::<SocketAddr>() {
-        if a.port() == 0 {
-            return Err(format!("invalid backend {b:?}: port 0"));
-        }
-        return Ok(a);
-    }
-    let (host, port) = crate::routing::split_host_port(b);
-    if port.is_none() || host.is_empty() {
-        return Err(format!(
-            "invalid backend {b:?}: expected host:port, e.g. 10.0.0.1:8080"
-        ));
-    }
-    b.to_socket_addrs()
-        .map_err(|e| format!("cannot resolve backend {b:?}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("cannot resolve backend {b:?}: no address"))
-}
-
-fn check_routes(
-    c: &Ctx<'_>,
-    routes: &[FileRoute],
-    upstreams: &HashMap<String, usize>,
-) -> Result<Vec<Route>, ConfigError> {
-    let mut out: Vec<Route> = Vec::with_capacity(routes.len());
-    for (i, r) in routes.iter().enumerate() {
-        let key = format!("routes[{i}]");
-        let name = r.name.trim();
-        if name.is_empty() {
-            return Err(c.err(format!("{key}.name"), "must not be empty"));
-        }
-        if out.iter().any(|o| &*o.name == name) {
-            return Err(c.err(
-                format!("{key}.name"),
-                format!("route name {name:?} is used twice"),
-            ));
-        }
-        let host = match &r.match_.host {
-            None => None,
-            Some(h) => {
-                let h = h.trim().trim_end_matches('.').to_ascii_lowercase();
-                if h.is_empty() || h.contains(['/', ' ', ':']) {
-                    return Err(c.err(
-                        format!("{key}.match.host"),
-                        format!(
-                            "invalid host {:?}: expected a host name without port",
-                            r.match_.host.as_deref().unwrap_or("")
-                        ),
-                    ));
-                }
-                Some(h)
-            }
-        };
-        let path_prefix = match &r.match_.path_prefix {
-            Some(p) if !p.starts_with('/') => {
-                return Err(c.err(
-                    format!("{key}.match.path_prefix"),
-                    format!("{p:?} must start with '/'"),
-                ));
-            }
-            p => p.clone(),
-        };
-        let action = match (&r.upstream, &r.respond) {
-            (Some(_), Some(_)) => {
-                return Err(c.err(key, "set either upstream or respond, not both"));
-            }
-            (None, None) => {
-                return Err(c.err(key, "needs an action: upstream or respond"));
-            }
-            (Some(u), None) => {
-                let Some(&idx) = upstreams.get(u) else {
-                    let known: Vec<&str> = upstreams.keys().map(String::as_str).collect();
-                    return Err(c.err(
-                        format!("{key}.upstream"),
-                        format!(
-                            "no upstream named {u:?} (defined: {})",
-                            if known.is_empty() {
-                                "none".into()
-                            } else {
-                                known.join(", ")
-                            }
-                        ),
-                    ));
-                };
-                let strip_prefix = match &r.strip_prefix {
-                    Some(p) if !p.starts_with('/') => {
-                        return Err(c.err(
-                            format!("{key}.strip_prefix"),
-                            format!("{p:?} must start with '/'"),
-                        ));
-                    }
-                    p => p.clone(),
-                };
-                RouteAction::Proxy {
-                    upstream: idx,
-                    strip_prefix,
-                }
-            }
-            (None, Some(resp)) => {
-                if r.strip_prefix.is_some() {
-                    return Err(c.err(
-                        format!("{key}.strip_prefix"),
-                        "only applies to routes with an upstream",
-                    ));
-                }
-                if !(200..=599).contains(&resp.status) {
-                    return Err(c.err(
-                        format!("{key}.respond.status"),
-                        format!("{} is not a status between 200 and 599", resp.status),
-                    ));
-                }
-                RouteAction::Respond {
-                    status: resp.status,
-                    body: Bytes::from(resp.body.clone()),
-                }
-            }
-        };
-        let sample_ratio = match r.sample_ratio {
-            None => None,
-            Some(x) => Some(check_ratio(x).map_err(|e| c.err(format!("{key}.sample_ratio"), e))?),
-        };
-        out.push(Route {
-            name: name.into(),
-            host,
-            path_prefix,
-            action,
-            sample_ratio,
-        });
-    }
-    Ok(out)
-}
-
 /// Splits a `key=value,key2=value2` list, the syntax of `OTEL_RESOURCE_ATTRIBUTES` and
 /// `OTEL_EXPORTER_OTLP_HEADERS` (W3C Baggage without properties; OpenTelemetry SDK
 /// configuration spec). Keys are trimmed; values are trimmed and percent-decoded. Empty entries
@@ -1113,6 +921,7 @@ fn exporter_extras(
 mod tests {
     use super::super::load_str;
     use super::*;
+    use std::collections::HashMap;
 
     const GOOD: &str = r#"
 listen: ["127.0.0.1:8080"]

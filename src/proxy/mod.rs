@@ -7,8 +7,8 @@
 //! `upstream_response_body_filter`… → `logging`. On failure `fail_to_connect` or
 //! `error_while_proxy`, then `fail_to_proxy`, and `logging` still runs last.
 
-use crate::config::Config;
-use crate::routing::{strip_path_prefix, RouteAction, Router};
+use crate::gateway::{Gateway, SharedGateway};
+use crate::routing::{strip_path_prefix, RouteAction};
 use crate::trace::{hooks, RequestTrace, Tracer};
 use crate::upstream::UpstreamPool;
 use async_trait::async_trait;
@@ -19,18 +19,19 @@ use pingora::protocols::Digest;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType, Result};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
-/// The proxy: routes, upstream pools and the tracer. Shared by all worker threads.
+/// The proxy: the live routing state and the tracer. Shared by all worker threads.
 pub struct TracegateProxy {
-    router: Router,
-    upstreams: Vec<UpstreamPool>,
+    gateway: SharedGateway,
     tracer: Tracer,
 }
 
 /// Per-request state carried between phases.
-#[derive(Default)]
 pub struct RequestCtx {
+    /// The routing state this request started with (a reload does not change it mid-request).
+    gateway: Arc<Gateway>,
     trace: Option<RequestTrace>,
     /// Index of the matched route in the router.
     route: Option<usize>,
@@ -41,28 +42,15 @@ pub struct RequestCtx {
 }
 
 impl TracegateProxy {
-    pub fn new(config: &Config, tracer: Tracer) -> Self {
-        let upstreams = config
-            .upstreams
-            .iter()
-            .map(|u| UpstreamPool::new(&u.name, u.backends.clone(), u.timeouts))
-            .collect();
-        TracegateProxy {
-            router: config.router.clone(),
-            upstreams,
-            tracer,
-        }
+    /// A proxy serving `gateway`; a reload stores a new [`Gateway`] in the same handle.
+    pub fn new(gateway: SharedGateway, tracer: Tracer) -> Self {
+        TracegateProxy { gateway, tracer }
     }
+}
 
-    fn proxy_target(&self, ctx: &RequestCtx) -> Option<(&UpstreamPool, Option<&str>)> {
-        let route = &self.router.routes()[ctx.route?];
-        match &route.action {
-            RouteAction::Proxy {
-                upstream,
-                strip_prefix,
-            } => Some((&self.upstreams[*upstream], strip_prefix.as_deref())),
-            RouteAction::Respond { .. } => None,
-        }
+impl RequestCtx {
+    fn proxy_target(&self) -> Option<(&UpstreamPool, Option<&str>)> {
+        self.gateway.proxy_target(self.route?)
     }
 }
 
@@ -103,9 +91,15 @@ fn request_host(session: &Session) -> Option<&str> {
 impl ProxyHttp for TracegateProxy {
     type CTX = RequestCtx;
 
-    /// Runs once per request, before any phase: an empty context.
+    /// Runs once per request, before any phase: a context holding the current routing state.
     fn new_ctx(&self) -> RequestCtx {
-        RequestCtx::default()
+        RequestCtx {
+            gateway: self.gateway.load_full(),
+            trace: None,
+            route: None,
+            first_backend: None,
+            backend: None,
+        }
     }
 
     /// Runs first, right after the request head is read: starts the request's trace (continuing
@@ -124,7 +118,7 @@ impl ProxyHttp for TracegateProxy {
     /// proxying stops.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let path = session.req_header().uri.path();
-        let Some(i) = self.router.find(request_host(session), path) else {
+        let Some(i) = ctx.gateway.router.find(request_host(session), path) else {
             respond(
                 session,
                 404,
@@ -135,7 +129,7 @@ impl ProxyHttp for TracegateProxy {
             .await?;
             return Ok(true);
         };
-        let route = &self.router.routes()[i];
+        let route = &ctx.gateway.router.routes()[i];
         ctx.route = Some(i);
         if let Some(t) = &mut ctx.trace {
             t.set_route(route.name.clone());
@@ -166,7 +160,8 @@ impl ProxyHttp for TracegateProxy {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        let Some((pool, strip)) = self.proxy_target(ctx) else {
+        let gateway = Arc::clone(&ctx.gateway);
+        let Some((pool, strip)) = ctx.route.and_then(|r| gateway.proxy_target(r)) else {
             return Error::e_explain(
                 ErrorType::InternalError,
                 "upstream_peer without a proxy route",
@@ -220,7 +215,7 @@ impl ProxyHttp for TracegateProxy {
         upstream_request: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        if let Some((_, Some(prefix))) = self.proxy_target(ctx) {
+        if let Some((_, Some(prefix))) = ctx.proxy_target() {
             let pq = upstream_request
                 .uri
                 .path_and_query()
@@ -288,7 +283,7 @@ impl ProxyHttp for TracegateProxy {
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        let backends = self.proxy_target(ctx).map_or(1, |(p, _)| p.backends.len());
+        let backends = ctx.proxy_target().map_or(1, |(p, _)| p.backends.len());
         if let Some(t) = &mut ctx.trace {
             hooks::attempt_error(t, &e);
             e.set_retry((t.attempts() as usize) < backends);
@@ -363,7 +358,9 @@ impl ProxyHttp for TracegateProxy {
         if let Some(e) = e.filter(|e| e.esource() == &ErrorSource::Upstream) {
             let req = session.req_header();
             let status = session.response_written().map_or(0, |r| r.status.as_u16());
-            let route = ctx.route.map_or("-", |i| &*self.router.routes()[i].name);
+            let route = ctx
+                .route
+                .map_or("-", |i| &*ctx.gateway.router.routes()[i].name);
             let backend = ctx
                 .backend
                 .map_or_else(|| "-".to_owned(), |b| b.to_string());
