@@ -20,11 +20,7 @@ pub struct Gateway {
 
 impl Gateway {
     pub fn new(config: &Config) -> Self {
-        let upstreams = config
-            .upstreams
-            .iter()
-            .map(|u| UpstreamPool::new(&u.name, u.backends.clone(), u.timeouts))
-            .collect();
+        let upstreams = config.upstreams.iter().map(UpstreamPool::new).collect();
         Gateway {
             router: config.router.clone(),
             upstreams,

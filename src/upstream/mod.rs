@@ -3,6 +3,7 @@
 //! Pure code; the proxy turns a chosen backend into a Pingora peer. Connections to backends are
 //! kept alive and reused by Pingora's connection pool.
 
+use crate::config::UpstreamSpec;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -29,13 +30,18 @@ pub struct UpstreamPool {
 }
 
 impl UpstreamPool {
-    /// A pool; `backends` must not be empty (the config loader refuses an empty list).
-    pub fn new(name: &str, backends: Vec<SocketAddr>, timeouts: UpstreamTimeouts) -> Self {
-        assert!(!backends.is_empty(), "upstream pool {name} has no backends");
+    /// The pool for a checked upstream; its backend list is never empty (the config loader
+    /// refuses an empty list).
+    pub fn new(spec: &UpstreamSpec) -> Self {
+        assert!(
+            !spec.backends.is_empty(),
+            "upstream pool {} has no backends",
+            spec.name
+        );
         UpstreamPool {
-            name: name.into(),
-            backends,
-            timeouts,
+            name: spec.name.as_str().into(),
+            backends: spec.backends.clone(),
+            timeouts: spec.timeouts,
             next: AtomicUsize::new(0),
         }
     }
@@ -65,7 +71,11 @@ mod tests {
         };
         let a: SocketAddr = "127.0.0.1:1".parse().unwrap();
         let b: SocketAddr = "127.0.0.1:2".parse().unwrap();
-        let p = UpstreamPool::new("x", vec![a, b], t);
+        let p = UpstreamPool::new(&UpstreamSpec {
+            name: "x".into(),
+            backends: vec![a, b],
+            timeouts: t,
+        });
         let picks: Vec<_> = (0..4).map(|_| p.backends[p.pick()]).collect();
         assert_eq!(picks, vec![a, b, a, b]);
         assert_eq!(
