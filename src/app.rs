@@ -1,13 +1,15 @@
 //! Assembling and running the server: listeners, the span pipeline, the Pingora server, and
 //! the flush of queued spans at shutdown.
 
-use crate::config::Config;
+use crate::config::{Config, ProcessEnv};
 use crate::gateway::Gateway;
 use crate::proxy::TracegateProxy;
+use crate::reload::Reloader;
 use crate::trace::{start_pipeline, Tracer};
-use pingora::server::configuration::ServerConf;
+use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{ExecutionPhase, RunArgs, Server};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// How long queued spans may take to leave after the server has stopped.
@@ -37,13 +39,45 @@ pub fn resolve_listeners(addrs: &[SocketAddr]) -> Result<Vec<SocketAddr>, StartE
         .collect()
 }
 
-/// Runs tracegate with a checked config until SIGTERM (graceful) or SIGINT (fast), then exports
-/// the spans still queued. Blocks; must not be called inside a tokio runtime.
-pub fn run(config: Config) -> Result<(), StartError> {
-    let listen = resolve_listeners(&config.listen)?;
+/// How the process was started, besides its config.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// The config file, reloaded on SIGHUP and (when `server.watch_config`) when it changes.
+    /// `None`: no reload (a config built in code).
+    pub config_path: Option<PathBuf>,
+    /// Take the listening sockets over from a running tracegate through `server.upgrade_sock`
+    /// (it hands them over when it receives SIGQUIT) instead of binding them.
+    pub upgrade: bool,
+}
+
+/// Runs tracegate with a checked config until SIGTERM (graceful), SIGINT (fast) or SIGQUIT
+/// (graceful, after handing the listeners to a process started with `--upgrade`), then
+/// exports the spans still queued. Blocks; must not be called inside a tokio runtime.
+pub fn run(config: Config, opts: RunOptions) -> Result<(), StartError> {
+    // With --upgrade the addresses are held by the old process; they arrive over the socket.
+    let listen = if opts.upgrade {
+        config.listen.clone()
+    } else {
+        resolve_listeners(&config.listen)?
+    };
     let pipeline = start_pipeline(&config.telemetry).map_err(StartError)?;
-    let tracer = Tracer::new(pipeline.as_ref().map(|p| p.sink()))
-        .with_options(config.telemetry.options.clone());
+    let tracer = Tracer::new(pipeline.as_ref().map(|p| p.sink()));
+    let gateway = crate::gateway::shared(Gateway::new(&config, &tracer));
+    if let Some(path) = &opts.config_path {
+        let watch = config
+            .server
+            .watch_config
+            .then_some(config.server.watch_interval);
+        Reloader::new(
+            path,
+            Box::new(ProcessEnv),
+            gateway.clone(),
+            tracer,
+            config.clone(),
+        )
+        .spawn(watch)
+        .map_err(|e| StartError(format!("cannot start the config reloader: {e}")))?;
+    }
     let t = &config.telemetry;
     log::info!(
         "exporting spans: {}{}{} (service.name={})",
@@ -63,13 +97,18 @@ pub fn run(config: Config) -> Result<(), StartError> {
         graceful_shutdown_timeout_seconds: Some(
             config.server.shutdown_timeout.as_secs_f64().ceil() as u64,
         ),
+        upgrade_sock: config.server.upgrade_sock.clone(),
         ..ServerConf::default()
     };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
+    let opt = Opt {
+        upgrade: opts.upgrade,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
     server.bootstrap();
     let mut service = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
-        TracegateProxy::new(crate::gateway::shared(Gateway::new(&config)), tracer),
+        TracegateProxy::new(gateway),
         "tracegate",
     );
     for addr in &listen {

@@ -1,4 +1,5 @@
-//! The live routing state: the router and the upstream pools built from one checked config.
+//! The live routing state: the router, the upstream pools and the tracer settings built from
+//! one checked config.
 //!
 //! The proxy reads it through an [`ArcSwap`]: a reload builds a new [`Gateway`] and swaps it in
 //! whole. Each request takes its own reference when it starts, so it sees one config from its
@@ -6,24 +7,33 @@
 
 use crate::config::Config;
 use crate::routing::{RouteAction, Router};
+use crate::trace::Tracer;
 use crate::upstream::UpstreamPool;
 use arc_swap::ArcSwap;
 use std::sync::Arc;
 
-/// Routes and upstream pools of one config generation.
+/// Routes, upstream pools and tracing options of one config generation.
 #[derive(Debug)]
 pub struct Gateway {
     pub router: Router,
     /// Indexed by `RouteAction::Proxy::upstream`.
     pub upstreams: Vec<UpstreamPool>,
+    /// The process's span sink with this config's `telemetry` options (sampler, trust,
+    /// capture, propagators, response headers).
+    pub tracer: Tracer,
 }
 
 impl Gateway {
-    pub fn new(config: &Config) -> Self {
+    /// The state for `config`; `tracer` brings the span sink, which lives as long as the
+    /// process (the exporter is not rebuilt on reload).
+    pub fn new(config: &Config, tracer: &Tracer) -> Self {
         let upstreams = config.upstreams.iter().map(UpstreamPool::new).collect();
         Gateway {
             router: config.router.clone(),
             upstreams,
+            tracer: tracer
+                .clone()
+                .with_options(config.telemetry.options.clone()),
         }
     }
 

@@ -7,12 +7,14 @@
 //! - [`trace`]: the tracing plugin (W3C Trace Context, spans, OTLP pipeline), usable from any
 //!   Pingora `ProxyHttp`.
 //! - [`proxy`]: tracegate's `ProxyHttp` implementation.
+//! - [`reload`]: reloading the config file on SIGHUP or when it changes.
 //! - [`app`]: assembling and running the server.
 
 pub mod app;
 pub mod config;
 pub mod gateway;
 pub mod proxy;
+pub mod reload;
 pub mod routing;
 pub mod trace;
 pub mod upstream;

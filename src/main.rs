@@ -23,6 +23,11 @@ struct Cli {
     /// Validate the config file and exit: 0 when valid, 64 with the reason when not.
     #[arg(long)]
     check: bool,
+    /// Graceful upgrade: take over the listening sockets of the tracegate running with the same
+    /// `server.upgrade_sock`. Start this process first, then send the old one SIGQUIT; it hands
+    /// its sockets over, finishes its requests and exits.
+    #[arg(long)]
+    upgrade: bool,
 }
 
 fn main() -> ExitCode {
@@ -46,7 +51,11 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    match tracegate::app::run(config) {
+    let opts = tracegate::app::RunOptions {
+        config_path: Some(cli.config),
+        upgrade: cli.upgrade,
+    };
+    match tracegate::app::run(config, opts) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("tracegate: {e}");

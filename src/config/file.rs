@@ -26,6 +26,9 @@ pub struct FileServer {
     pub threads: Option<usize>,
     pub grace_period: Option<String>,
     pub shutdown_timeout: Option<String>,
+    pub watch_config: Option<bool>,
+    pub watch_interval: Option<String>,
+    pub upgrade_sock: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -62,6 +62,16 @@ pub mod defaults {
     pub const GRACE_PERIOD: Duration = Duration::from_secs(5);
     /// `server.shutdown_timeout`: after the grace period, time for the runtimes to stop.
     pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+    /// `server.watch_config`: the config file is watched and reloaded when its content
+    /// changes (as Traefik's file provider does); SIGHUP reloads it either way (as nginx).
+    pub const WATCH_CONFIG: bool = true;
+    /// `server.watch_interval`: how often the watched file is read. A change is applied once
+    /// the file has kept the same content for one interval, so a half-written file is not
+    /// loaded.
+    pub const WATCH_INTERVAL: Duration = Duration::from_secs(1);
+    /// `server.upgrade_sock`: the Unix socket over which a running tracegate hands its
+    /// listening sockets to its successor started with `--upgrade` (Pingora's graceful upgrade).
+    pub const UPGRADE_SOCK: &str = "/tmp/tracegate_upgrade.sock";
     /// `upstreams.*.connect_timeout` (Envoy's default is 5 s, nginx's 60 s).
     pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
     /// `upstreams.*.read_timeout`: as nginx `proxy_read_timeout`.
@@ -92,6 +102,11 @@ pub struct ServerSettings {
     pub threads: usize,
     pub grace_period: Duration,
     pub shutdown_timeout: Duration,
+    /// Reload the config when the file's content changes.
+    pub watch_config: bool,
+    pub watch_interval: Duration,
+    /// Unix socket path for handing the listeners to a new process (`--upgrade`).
+    pub upgrade_sock: String,
 }
 
 /// One checked upstream pool.
@@ -265,7 +280,24 @@ impl Config {
                 &f.server.shutdown_timeout,
                 defaults::SHUTDOWN_TIMEOUT,
             )?,
+            watch_config: f.server.watch_config.unwrap_or(defaults::WATCH_CONFIG),
+            watch_interval: c.duration(
+                "server.watch_interval",
+                &f.server.watch_interval,
+                defaults::WATCH_INTERVAL,
+            )?,
+            upgrade_sock: f
+                .server
+                .upgrade_sock
+                .clone()
+                .unwrap_or_else(|| defaults::UPGRADE_SOCK.to_owned()),
         };
+        if server.watch_interval < Duration::from_millis(100) {
+            return Err(c.err("server.watch_interval", "must be at least 100ms"));
+        }
+        if server.upgrade_sock.trim().is_empty() {
+            return Err(c.err("server.upgrade_sock", "must not be empty"));
+        }
         let telemetry = telemetry(&c, &f, env)?;
         let (upstreams, index) = super::upstreams::check_upstreams(&c, &f.upstreams)?;
         let router = Router::new(super::routes::check_routes(&c, &f.routes, &index)?);

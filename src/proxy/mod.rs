@@ -22,10 +22,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The proxy: the live routing state and the tracer. Shared by all worker threads.
+/// The proxy: the live routing state. Shared by all worker threads.
 pub struct TracegateProxy {
     gateway: SharedGateway,
-    tracer: Tracer,
 }
 
 /// Per-request state carried between phases.
@@ -43,8 +42,8 @@ pub struct RequestCtx {
 
 impl TracegateProxy {
     /// A proxy serving `gateway`; a reload stores a new [`Gateway`] in the same handle.
-    pub fn new(gateway: SharedGateway, tracer: Tracer) -> Self {
-        TracegateProxy { gateway, tracer }
+    pub fn new(gateway: SharedGateway) -> Self {
+        TracegateProxy { gateway }
     }
 }
 
@@ -109,7 +108,7 @@ impl ProxyHttp for TracegateProxy {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        ctx.trace = Some(hooks::start(&self.tracer, session));
+        ctx.trace = Some(hooks::start(&ctx.gateway.tracer, session));
         Ok(())
     }
 
@@ -124,7 +123,7 @@ impl ProxyHttp for TracegateProxy {
                 404,
                 Bytes::from_static(b"404 Not Found: no route matches this request\n"),
                 ctx.trace.as_mut(),
-                &self.tracer,
+                &ctx.gateway.tracer,
             )
             .await?;
             return Ok(true);
@@ -134,7 +133,7 @@ impl ProxyHttp for TracegateProxy {
         if let Some(t) = &mut ctx.trace {
             t.set_route(route.name.clone());
             if let Some(ratio) = route.sample_ratio {
-                t.apply_route_ratio(&self.tracer, ratio);
+                t.apply_route_ratio(&ctx.gateway.tracer, ratio);
             }
         }
         match &route.action {
@@ -144,7 +143,7 @@ impl ProxyHttp for TracegateProxy {
                     *status,
                     body.clone(),
                     ctx.trace.as_mut(),
-                    &self.tracer,
+                    &ctx.gateway.tracer,
                 )
                 .await?;
                 Ok(true)
@@ -181,7 +180,7 @@ impl ProxyHttp for TracegateProxy {
         if let Some(t) = &mut ctx.trace {
             let path = session.req_header().uri.path();
             let sent = strip.map_or_else(|| path.to_owned(), |p| strip_path_prefix(path, p));
-            t.begin_attempt(&self.tracer, pool.name.clone(), backend, sent);
+            t.begin_attempt(&ctx.gateway.tracer, pool.name.clone(), backend, sent);
         }
         let mut peer = HttpPeer::new(backend, false, String::new());
         peer.options.connection_timeout = Some(pool.timeouts.connect);
@@ -254,7 +253,7 @@ impl ProxyHttp for TracegateProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         if let Some(t) = &mut ctx.trace {
-            hooks::response(t, &self.tracer, upstream_response)?;
+            hooks::response(t, &ctx.gateway.tracer, upstream_response)?;
         }
         Ok(())
     }
@@ -339,7 +338,9 @@ impl ProxyHttp for TracegateProxy {
                 .and_then(|c| c.canonical_reason())
                 .unwrap_or("Error");
             let body = Bytes::from(format!("{code} {reason}\n"));
-            if let Err(err) = respond(session, code, body, ctx.trace.as_mut(), &self.tracer).await {
+            if let Err(err) =
+                respond(session, code, body, ctx.trace.as_mut(), &ctx.gateway.tracer).await
+            {
                 log::debug!("cannot send the error response downstream: {err}");
             }
         }
@@ -374,7 +375,7 @@ impl ProxyHttp for TracegateProxy {
                 e,
             );
         }
-        hooks::finish(trace, &self.tracer, session, e);
+        hooks::finish(trace, &ctx.gateway.tracer, session, e);
     }
 
     /// Pingora's own error line is replaced by the one `logging` writes for upstream failures

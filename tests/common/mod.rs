@@ -1417,8 +1417,16 @@ impl Proxy {
     /// Ambient `OTEL_*` variables are removed from the child's environment
     /// and `NO_COLOR=1` is set; `envs` can override both.
     pub fn start_with_env(config_yaml: &str, envs: &[(&str, &str)]) -> Proxy {
+        Proxy::start_with_args(config_yaml, &[], envs)
+    }
+
+    /// Starts `tracegate --config FILE ARGS...` with extra environment variables (as
+    /// [`Proxy::start_with_env`]).
+    pub fn start_with_args(config_yaml: &str, args: &[&str], envs: &[(&str, &str)]) -> Proxy {
         let (dir, path) = write_temp_config(config_yaml);
-        let cmd = tracegate_command(&["--config".as_ref(), path.as_os_str()], envs);
+        let mut all: Vec<&std::ffi::OsStr> = vec!["--config".as_ref(), path.as_os_str()];
+        all.extend(args.iter().map(|a| std::ffi::OsStr::new(*a)));
+        let cmd = tracegate_command(&all, envs);
         let (mut child, capture) = spawn_captured(cmd);
 
         let deadline = Instant::now() + Self::STARTUP_TIMEOUT;

@@ -1,0 +1,275 @@
+//! Configuration reload: on SIGHUP, or when the config file's content changes, the file is
+//! loaded and checked again and, when valid, a new [`Gateway`] is swapped in.
+//!
+//! A swap never touches connections: requests in flight finish with the gateway they started
+//! with, and keep-alive connections pick up the new one with their next request. A file that
+//! fails the check is refused with the message `tracegate --check` prints for it, and the
+//! running config keeps serving. Settings that belong to the process (listeners, threads, the
+//! exporter) are only applied by a restart or a graceful upgrade; a reload that changes them
+//! says so in the log.
+
+use crate::config::{self, Config, ConfigError, Env};
+use crate::gateway::{Gateway, SharedGateway};
+use crate::trace::Tracer;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// What a reload did.
+#[derive(Debug, PartialEq)]
+pub enum Outcome {
+    /// The new config is serving; `restart_only` lists changed keys it could not apply.
+    Applied { restart_only: Vec<&'static str> },
+    /// The file was refused; the previous config is still serving.
+    Refused(ConfigError),
+}
+
+/// Loads the config file again and swaps the gateway. Shared by the signal and the watcher.
+pub struct Reloader {
+    path: PathBuf,
+    env: Box<dyn Env + Send + Sync>,
+    gateway: SharedGateway,
+    tracer: Tracer,
+    /// The config serving now, to tell which process-level keys a new file changed.
+    running: Mutex<Config>,
+}
+
+impl Reloader {
+    /// A reloader for the file at `path`, serving `running` through `gateway`. `tracer` is the
+    /// process's tracer (its span sink outlives every config).
+    pub fn new(
+        path: &Path,
+        env: Box<dyn Env + Send + Sync>,
+        gateway: SharedGateway,
+        tracer: Tracer,
+        running: Config,
+    ) -> Self {
+        Reloader {
+            path: path.to_owned(),
+            env,
+            gateway,
+            tracer,
+            running: Mutex::new(running),
+        }
+    }
+
+    /// Loads and checks the file and, when it is valid, swaps it in. Logs one line either way.
+    pub fn reload(&self, trigger: &str) -> Outcome {
+        let outcome = match config::load(&self.path, self.env.as_ref()) {
+            Err(e) => Outcome::Refused(e),
+            Ok(new) => {
+                let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+                let restart_only = restart_only_changes(&running, &new);
+                self.gateway
+                    .store(Arc::new(Gateway::new(&new, &self.tracer)));
+                log::info!(
+                    "config reloaded ({trigger}): {} routes, {} upstreams",
+                    new.router.routes().len(),
+                    new.upstreams.len()
+                );
+                if !restart_only.is_empty() {
+                    log::warn!(
+                        "config reload: {} changed; that takes a restart or a graceful upgrade \
+                         (tracegate --upgrade), the running process keeps the old value",
+                        restart_only.join(", ")
+                    );
+                }
+                // Keep the process-level values that are still in force, so the next reload
+                // compares against them and warns again.
+                let mut kept = new;
+                kept.listen = running.listen.clone();
+                kept.server = running.server.clone();
+                kept.telemetry.service_name = running.telemetry.service_name.clone();
+                kept.telemetry.resource = running.telemetry.resource.clone();
+                kept.telemetry.exporter = running.telemetry.exporter.clone();
+                kept.telemetry.batch = running.telemetry.batch.clone();
+                *running = kept;
+                Outcome::Applied { restart_only }
+            }
+        };
+        if let Outcome::Refused(e) = &outcome {
+            log::error!(
+                "config reload ({trigger}) refused, still serving the previous config: invalid \
+                 config: {e}"
+            );
+        }
+        outcome
+    }
+
+    /// Starts the thread that reloads on SIGHUP and, when `watch` is set, when the file's
+    /// content changes (polled at that interval). SIGHUP is caught from the moment this
+    /// returns, so it no longer ends the process.
+    pub fn spawn(self, watch: Option<Duration>) -> std::io::Result<()> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let mut hangup = {
+            let _guard = rt.enter();
+            signal(SignalKind::hangup())?
+        };
+        let mut watcher = watch.map(|every| Watcher::new(&self.path, every));
+        std::thread::Builder::new()
+            .name("config-reload".into())
+            .spawn(move || {
+                rt.block_on(async move {
+                    loop {
+                        let changed = async {
+                            match &mut watcher {
+                                Some(w) => w.changed().await,
+                                None => std::future::pending().await,
+                            }
+                        };
+                        tokio::select! {
+                            s = hangup.recv() => {
+                                if s.is_none() {
+                                    return;
+                                }
+                                self.reload("SIGHUP");
+                                if let Some(w) = &mut watcher {
+                                    w.mark_current();
+                                }
+                            }
+                            () = changed => {
+                                self.reload("file changed");
+                            }
+                        }
+                    }
+                });
+            })?;
+        Ok(())
+    }
+}
+
+/// The process-level keys whose change a reload cannot apply.
+fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
+    let (o, n) = (&old.telemetry, &new.telemetry);
+    [
+        ("listen", old.listen != new.listen),
+        ("server", old.server != new.server),
+        ("telemetry.service_name", o.service_name != n.service_name),
+        ("telemetry.resource", o.resource != n.resource),
+        ("telemetry.exporter", o.exporter != n.exporter),
+        ("telemetry.batch", o.batch != n.batch),
+    ]
+    .into_iter()
+    .filter_map(|(key, changed)| changed.then_some(key))
+    .collect()
+}
+
+/// Polls the config file's content. A change counts once the content has stayed the same for
+/// one interval (an editor or `kubectl` may write the file in several steps), and each content
+/// counts once, so a refused file is not retried until it changes again.
+struct Watcher {
+    path: PathBuf,
+    every: Duration,
+    /// The content last loaded (or refused).
+    handled: Option<Vec<u8>>,
+    /// The content seen at the previous poll.
+    seen: Option<Vec<u8>>,
+}
+
+impl Watcher {
+    fn new(path: &Path, every: Duration) -> Self {
+        let current = std::fs::read(path).ok();
+        Watcher {
+            path: path.to_owned(),
+            every,
+            handled: current.clone(),
+            seen: current,
+        }
+    }
+
+    /// The current content has been handled (by a SIGHUP reload).
+    fn mark_current(&mut self) {
+        self.handled = std::fs::read(&self.path).ok();
+        self.seen = self.handled.clone();
+    }
+
+    /// Resolves when the file holds new, settled content.
+    async fn changed(&mut self) {
+        loop {
+            tokio::time::sleep(self.every).await;
+            // An unreadable file (being replaced, or deleted) is not a change: the next poll
+            // sees the new file.
+            let Ok(now) = std::fs::read(&self.path) else {
+                continue;
+            };
+            let settled = self.seen.as_ref() == Some(&now);
+            self.seen = Some(now);
+            if settled && self.handled != self.seen {
+                self.handled = self.seen.clone();
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    const BASE: &str =
+        "listen: [\"127.0.0.1:0\"]\nroutes:\n  - name: a\n    respond: { body: one }\n";
+
+    fn config(text: &str) -> Config {
+        let env: HashMap<&str, &str> = HashMap::new();
+        config::load_str(text, "t.yaml", &env).expect("valid config")
+    }
+
+    #[test]
+    fn restart_only_keys_table() {
+        let base = config(BASE);
+        let cases: &[(&str, &[&str], &str)] = &[
+            (BASE, &[], "same file"),
+            (
+                "listen: [\"127.0.0.1:0\"]\nroutes:\n  - name: b\n    respond: { body: two }\n",
+                &[],
+                "routes apply on reload",
+            ),
+            (
+                "listen: [\"127.0.0.1:1\"]\nroutes:\n  - name: a\n    respond: { body: one }\n",
+                &["listen"],
+                "listeners belong to the process",
+            ),
+            (
+                "listen: [\"127.0.0.1:0\"]\nserver: { threads: 7 }\ntelemetry: { service_name: x, exporter: { protocol: none } }\nroutes:\n  - name: a\n    respond: { body: one }\n",
+                &["server", "telemetry.service_name", "telemetry.exporter"],
+                "threads, service name and exporter need a restart",
+            ),
+            (
+                "listen: [\"127.0.0.1:0\"]\ntelemetry: { sampler: { name: always_off } }\nroutes:\n  - name: a\n    respond: { body: one }\n",
+                &[],
+                "the sampler is applied on reload",
+            ),
+        ];
+        for (text, want, why) in cases {
+            assert_eq!(restart_only_changes(&base, &config(text)), *want, "{why}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_watcher_waits_for_settled_content_and_reports_it_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        std::fs::write(&path, "a").unwrap();
+        let mut w = Watcher::new(&path, Duration::from_secs(1));
+        std::fs::write(&path, "b").unwrap();
+        // First poll sees "b" for the first time: not settled yet; second poll reports it.
+        tokio::time::timeout(Duration::from_millis(2500), w.changed())
+            .await
+            .expect("a settled change is reported");
+        assert_eq!(w.handled.as_deref(), Some(&b"b"[..]));
+        assert!(
+            tokio::time::timeout(Duration::from_secs(10), w.changed())
+                .await
+                .is_err(),
+            "unchanged content is not reported again"
+        );
+        std::fs::write(&path, "a").unwrap();
+        tokio::time::timeout(Duration::from_secs(3), w.changed())
+            .await
+            .expect("going back to an earlier content is a change too");
+    }
+}
