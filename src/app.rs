@@ -3,11 +3,14 @@
 
 use crate::config::Config;
 use crate::gateway::Gateway;
+use crate::proxy::listeners::Redirects;
 use crate::proxy::TracegateProxy;
+use crate::tls::ListenerCertificates;
 use crate::trace::{start_pipeline, Tracer};
 use pingora::server::configuration::ServerConf;
 use pingora::server::{ExecutionPhase, RunArgs, Server};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long queued spans may take to leave after the server has stopped.
@@ -23,15 +26,39 @@ impl std::fmt::Display for StartError {
     }
 }
 
-/// Checks that every listen address can be bound, and turns port 0 into the free port the OS
-/// picked. Pingora binds by address string, so a `:0` address is bound here first to learn its
-/// port; the socket is then closed and Pingora binds the same port moments later.
-pub fn resolve_listeners(addrs: &[SocketAddr]) -> Result<Vec<SocketAddr>, StartError> {
+/// A listen address bound ahead of Pingora and held until Pingora listens on it.
+///
+/// Pingora binds by address string when the server starts. For port 0 the OS must pick the
+/// port first, and a port that was only looked up (bound, then closed) could be taken by any
+/// socket in the gap before Pingora binds it. So the socket bound here stays open, bound but
+/// not listening, with `SO_REUSEADDR`: Linux lets Pingora's own `SO_REUSEADDR` socket bind
+/// and listen on the same address beside it, while no ephemeral port (an outgoing connection,
+/// another `:0` bind) can be given out on it. It is closed once Pingora accepts connections.
+pub struct ReservedListener {
+    /// The address with the port the OS picked.
+    pub addr: SocketAddr,
+    _socket: tokio::net::TcpSocket,
+}
+
+/// Binds every listen address (checking that it can be bound) and turns port 0 into the free
+/// port the OS picked, holding each port for Pingora (see [`ReservedListener`]).
+pub fn reserve_listeners(addrs: &[SocketAddr]) -> Result<Vec<ReservedListener>, StartError> {
     addrs
         .iter()
         .map(|a| {
-            TcpListener::bind(a)
-                .and_then(|l| l.local_addr())
+            let socket = match a {
+                SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+                SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+            };
+            socket
+                .and_then(|s| {
+                    s.set_reuseaddr(true)?;
+                    s.bind(*a)?;
+                    Ok(ReservedListener {
+                        addr: s.local_addr()?,
+                        _socket: s,
+                    })
+                })
                 .map_err(|e| StartError(format!("cannot listen on {a}: {e}")))
         })
         .collect()
@@ -40,7 +67,8 @@ pub fn resolve_listeners(addrs: &[SocketAddr]) -> Result<Vec<SocketAddr>, StartE
 /// Runs tracegate with a checked config until SIGTERM (graceful) or SIGINT (fast), then exports
 /// the spans still queued. Blocks; must not be called inside a tokio runtime.
 pub fn run(config: Config) -> Result<(), StartError> {
-    let listen = resolve_listeners(&config.listen)?;
+    let reserved = reserve_listeners(&config.listen)?;
+    let listen: Vec<SocketAddr> = reserved.iter().map(|r| r.addr).collect();
     let pipeline = start_pipeline(&config.telemetry).map_err(StartError)?;
     let tracer = Tracer::new(pipeline.as_ref().map(|p| p.sink()))
         .with_options(config.telemetry.options.clone());
@@ -67,16 +95,30 @@ pub fn run(config: Config) -> Result<(), StartError> {
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
-    let mut service = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
-        TracegateProxy::new(crate::gateway::shared(Gateway::new(&config)), tracer),
-        "tracegate",
-    );
-    for addr in &listen {
-        service.add_tcp(&addr.to_string());
-    }
-    server.add_service(service);
-    announce_when_listening(&server, listen);
+    let gateway = crate::gateway::shared(Gateway::new(&config));
+    // A config reload swaps certificates through this handle
+    // (`ListenerCertificates::replace`); listeners themselves cannot change while running.
+    let certificates = ListenerCertificates::new(&config.listeners);
+    let redirects = Redirects::new(&config.listeners, &listen).map(Arc::new);
+    crate::proxy::listeners::add_services(
+        &mut server,
+        &config.listeners,
+        &listen,
+        &certificates,
+        || {
+            TracegateProxy::new(Arc::clone(&gateway), tracer.clone())
+                .with_redirects(redirects.clone())
+        },
+    )
+    .map_err(StartError)?;
+    log_certificates(&config.listeners, &listen);
+    let endpoints = config
+        .listeners
+        .iter()
+        .zip(reserved)
+        .map(|(l, r)| (r, l.tls.is_some()))
+        .collect();
+    announce_when_listening(&server, endpoints);
     server.run(RunArgs::default());
 
     if let Some(p) = pipeline {
@@ -99,12 +141,14 @@ pub fn run(config: Config) -> Result<(), StartError> {
     Ok(())
 }
 
-/// Logs `listening on http://ADDR` for each listener once it accepts connections.
+/// Logs `listening on http://ADDR` (`https://` for a TLS listener) for each listener once it
+/// accepts connections, then releases its reservation.
 ///
 /// Pingora binds inside `Server::run`, after this function returns, so the line comes from a
-/// thread that waits for the server's `Running` phase and then connects to each address:
-/// whoever reads the line (an operator, a supervisor, a test) can connect right away.
-fn announce_when_listening(server: &Server, listen: Vec<SocketAddr>) {
+/// thread that waits for the server's `Running` phase and then connects to each address (a
+/// TLS listener gets a complete handshake, so it logs no handshake error): whoever reads the
+/// line (an operator, a supervisor, a test) can connect right away.
+fn announce_when_listening(server: &Server, listen: Vec<(ReservedListener, bool)>) {
     let mut phases = server.watch_execution_phase();
     let spawned = std::thread::Builder::new()
         .name("listen-check".into())
@@ -117,12 +161,21 @@ fn announce_when_listening(server: &Server, listen: Vec<SocketAddr>) {
                     Err(RecvError::Closed) => return,
                 }
             }
-            for addr in listen {
+            for (reserved, tls) in listen {
+                let addr = reserved.addr;
                 let target = SocketAddr::new(reachable_ip(addr.ip()), addr.port());
                 let deadline = std::time::Instant::now() + Duration::from_secs(30);
+                let step = Duration::from_millis(200);
                 loop {
-                    if TcpStream::connect_timeout(&target, Duration::from_millis(200)).is_ok() {
-                        log::info!("listening on http://{addr}");
+                    let up = if tls {
+                        crate::tls::probe::handshake_completes(target, step)
+                    } else {
+                        TcpStream::connect_timeout(&target, step).is_ok()
+                    };
+                    if up {
+                        drop(reserved);
+                        let scheme = if tls { "https" } else { "http" };
+                        log::info!("listening on {scheme}://{addr}");
                         break;
                     }
                     if std::time::Instant::now() >= deadline {
@@ -135,6 +188,30 @@ fn announce_when_listening(server: &Server, listen: Vec<SocketAddr>) {
         });
     if let Err(e) = spawned {
         log::warn!("cannot start the listener check: {e}");
+    }
+}
+
+/// Logs, for each TLS listener, the names its certificates cover (the first is the default).
+fn log_certificates(listeners: &[crate::config::ListenerSpec], bound: &[SocketAddr]) {
+    for (l, addr) in listeners.iter().zip(bound) {
+        if let Some(t) = &l.tls {
+            let names: Vec<String> = t
+                .store
+                .certificates()
+                .iter()
+                .map(|c| {
+                    let mut n = c.names.clone();
+                    n.extend(c.ips.iter().map(|ip| ip.to_string()));
+                    n.join(" ")
+                })
+                .collect();
+            log::info!(
+                "TLS on {addr}: {} certificate(s): [{}] (the first is the default){}",
+                names.len(),
+                names.join("], ["),
+                if l.http2 { ", HTTP/2 by ALPN" } else { "" }
+            );
+        }
     }
 }
 

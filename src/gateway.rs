@@ -5,6 +5,7 @@
 //! first phase to its last, and the old state is dropped once its last request has finished.
 
 use crate::config::Config;
+use crate::proxy::peer::PeerTemplate;
 use crate::routing::{RouteAction, Router};
 use crate::upstream::UpstreamPool;
 use arc_swap::ArcSwap;
@@ -16,6 +17,8 @@ pub struct Gateway {
     pub router: Router,
     /// Indexed by `RouteAction::Proxy::upstream`.
     pub upstreams: Vec<UpstreamPool>,
+    /// How the proxy connects to each pool's backends (TLS, HTTP/2), same index.
+    pub peers: Vec<PeerTemplate>,
 }
 
 impl Gateway {
@@ -24,6 +27,7 @@ impl Gateway {
         Gateway {
             router: config.router.clone(),
             upstreams,
+            peers: config.upstreams.iter().map(PeerTemplate::new).collect(),
         }
     }
 
@@ -34,6 +38,16 @@ impl Gateway {
                 upstream,
                 strip_prefix,
             } => Some((&self.upstreams[*upstream], strip_prefix.as_deref())),
+            RouteAction::Respond { .. } => None,
+        }
+    }
+}
+
+impl Gateway {
+    /// The peer template of a proxy route's upstream (by index in the router).
+    pub fn peer_template(&self, route: usize) -> Option<&PeerTemplate> {
+        match &self.router.routes().get(route)?.action {
+            RouteAction::Proxy { upstream, .. } => self.peers.get(*upstream),
             RouteAction::Respond { .. } => None,
         }
     }
