@@ -223,3 +223,33 @@ fn reachable_ip(ip: IpAddr) -> IpAddr {
         other => other,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reserved port cannot be taken by a socket that does not share it on purpose, while
+    /// a listener set up as Pingora sets up its own (`SO_REUSEADDR`, then `listen`) binds and
+    /// accepts beside the reservation.
+    #[test]
+    fn a_reserved_port_is_held_for_the_listener() {
+        let r = reserve_listeners(&["127.0.0.1:0".parse().unwrap()]).unwrap();
+        let addr = r[0].addr;
+        assert_ne!(
+            addr.port(),
+            0,
+            "port 0 was turned into the port the OS picked"
+        );
+        let other = tokio::net::TcpSocket::new_v4().unwrap();
+        assert_eq!(
+            other.bind(addr).unwrap_err().kind(),
+            std::io::ErrorKind::AddrInUse,
+            "a plain bind of the reserved port fails"
+        );
+        // std's listener sets SO_REUSEADDR and listens, as Pingora's does.
+        let listener = std::net::TcpListener::bind(addr).expect("the listener binds beside it");
+        drop(r);
+        let _client = TcpStream::connect(addr).expect("connect");
+        listener.accept().expect("the listener accepts");
+    }
+}

@@ -399,6 +399,56 @@ mod tests {
     }
 
     #[test]
+    fn a_reload_replaces_certificates_but_not_listeners() {
+        use crate::config::load_str;
+        let dir = tempfile::tempdir().unwrap();
+        let env = std::collections::HashMap::<&str, &str>::new();
+        let yaml = |tag: &str, names: &[&str], addr: &str| {
+            let c = cert_for(dir.path(), tag, names);
+            format!(
+                "listen: [\"127.0.0.1:0\", {{ addr: \"{addr}\", tls: {{ certificates: [{{ cert_file: \"{}\", key_file: \"{}\" }}] }} }}]\n",
+                c.cert_path.display(),
+                c.key_path.display()
+            )
+        };
+        let first = load_str(&yaml("old", &["old.test"], "127.0.0.1:8443"), "t", &env).unwrap();
+        let certs = ListenerCertificates::new(&first.listeners);
+        assert!(
+            certs.resolver(0).is_none(),
+            "the plain listener has no resolver"
+        );
+        let resolver = Arc::clone(certs.resolver(1).unwrap());
+        let names = |r: &CertResolver| r.current().certificates()[0].names.clone();
+        assert_eq!(names(&resolver), ["old.test"]);
+
+        let renewed = load_str(&yaml("new", &["new.test"], "127.0.0.1:8443"), "t", &env).unwrap();
+        assert_eq!(certs.replace(&renewed), Ok(1));
+        assert_eq!(
+            names(&resolver),
+            ["new.test"],
+            "the running listener now has the new one"
+        );
+
+        // (config, why) that may not be applied while running; nothing changes.
+        let moved = load_str(&yaml("x", &["x.test"], "127.0.0.1:9443"), "t", &env).unwrap();
+        let fewer = load_str("listen: [\"127.0.0.1:0\"]\n", "t", &env).unwrap();
+        let plain = load_str("listen: [\"127.0.0.1:0\", \"127.0.0.1:8443\"]\n", "t", &env).unwrap();
+        for (c, why) in [
+            (moved, "another address"),
+            (fewer, "a listener less"),
+            (plain, "TLS turned off"),
+        ] {
+            let e = certs.replace(&c).expect_err(why);
+            assert!(e.contains("cannot change while running"), "{why}: {e}");
+            assert_eq!(
+                names(&resolver),
+                ["new.test"],
+                "{why}: nothing was replaced"
+            );
+        }
+    }
+
+    #[test]
     fn never_panics_on_arbitrary_names_and_bytes() {
         let dir = tempfile::tempdir().unwrap();
         let store = CertStore::new(vec![cert_for(dir.path(), "d", &["*.x.test"])]).unwrap();
