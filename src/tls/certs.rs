@@ -402,7 +402,7 @@ mod tests {
     fn a_reload_replaces_certificates_but_not_listeners() {
         use crate::config::load_str;
         let dir = tempfile::tempdir().unwrap();
-        let env = std::collections::HashMap::<&str, &str>::new();
+        let env = HashMap::<&str, &str>::new();
         let yaml = |tag: &str, names: &[&str], addr: &str| {
             let c = cert_for(dir.path(), tag, names);
             format!(
