@@ -359,6 +359,8 @@ fn client_record() -> SpanRecord {
             upstream: Some("api".into()),
             backend: Some("10.0.0.1:8080".parse().unwrap()),
             path: "/v2/users/42".into(),
+            tls: false,
+            protocol_version: Some("1.1"),
             status: Some(200),
             error_type: None,
             error_message: None,

@@ -3,13 +3,16 @@
 
 use crate::config::{Config, ProcessEnv};
 use crate::gateway::Gateway;
+use crate::proxy::listeners::Redirects;
 use crate::proxy::TracegateProxy;
 use crate::reload::Reloader;
+use crate::tls::ListenerCertificates;
 use crate::trace::{start_pipeline, Tracer};
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{ExecutionPhase, RunArgs, Server};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long queued spans may take to leave after the server has stopped.
@@ -25,15 +28,40 @@ impl std::fmt::Display for StartError {
     }
 }
 
-/// Checks that every listen address can be bound, and turns port 0 into the free port the OS
-/// picked. Pingora binds by address string, so a `:0` address is bound here first to learn its
-/// port; the socket is then closed and Pingora binds the same port moments later.
-pub fn resolve_listeners(addrs: &[SocketAddr]) -> Result<Vec<SocketAddr>, StartError> {
+/// A listen address bound ahead of Pingora and held until Pingora listens on it.
+///
+/// Pingora binds by address string when the server starts. For port 0 the OS must pick the
+/// port first, and a port that was only looked up (bound, then closed) could be taken by any
+/// socket in the gap before Pingora binds it. So the socket bound here stays open, bound but
+/// not listening, with `SO_REUSEADDR`: Linux lets Pingora's own `SO_REUSEADDR` socket bind
+/// and listen on the same address beside it, while no ephemeral port (an outgoing connection,
+/// another `:0` bind) can be given out on it. It is closed once Pingora accepts connections.
+pub struct ReservedListener {
+    /// The address with the port the OS picked.
+    pub addr: SocketAddr,
+    /// `None` with `--upgrade`: the port is held by the process handing it over.
+    _socket: Option<tokio::net::TcpSocket>,
+}
+
+/// Binds every listen address (checking that it can be bound) and turns port 0 into the free
+/// port the OS picked, holding each port for Pingora (see [`ReservedListener`]).
+pub fn reserve_listeners(addrs: &[SocketAddr]) -> Result<Vec<ReservedListener>, StartError> {
     addrs
         .iter()
         .map(|a| {
-            TcpListener::bind(a)
-                .and_then(|l| l.local_addr())
+            let socket = match a {
+                SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+                SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+            };
+            socket
+                .and_then(|s| {
+                    s.set_reuseaddr(true)?;
+                    s.bind(*a)?;
+                    Ok(ReservedListener {
+                        addr: s.local_addr()?,
+                        _socket: Some(s),
+                    })
+                })
                 .map_err(|e| StartError(format!("cannot listen on {a}: {e}")))
         })
         .collect()
@@ -55,14 +83,25 @@ pub struct RunOptions {
 /// exports the spans still queued. Blocks; must not be called inside a tokio runtime.
 pub fn run(config: Config, opts: RunOptions) -> Result<(), StartError> {
     // With --upgrade the addresses are held by the old process; they arrive over the socket.
-    let listen = if opts.upgrade {
-        config.listen.clone()
+    let reserved = if opts.upgrade {
+        config
+            .listen
+            .iter()
+            .map(|&addr| ReservedListener {
+                addr,
+                _socket: None,
+            })
+            .collect()
     } else {
-        resolve_listeners(&config.listen)?
+        reserve_listeners(&config.listen)?
     };
+    let listen: Vec<SocketAddr> = reserved.iter().map(|r| r.addr).collect();
     let pipeline = start_pipeline(&config.telemetry).map_err(StartError)?;
     let tracer = Tracer::new(pipeline.as_ref().map(|p| p.sink()));
     let gateway = crate::gateway::shared(Gateway::new(&config, &tracer));
+    // A config reload swaps certificates through this handle; listeners themselves cannot
+    // change while running.
+    let certificates = ListenerCertificates::new(&config.listeners);
     if let Some(path) = &opts.config_path {
         let watch = config
             .server
@@ -73,6 +112,7 @@ pub fn run(config: Config, opts: RunOptions) -> Result<(), StartError> {
             Box::new(ProcessEnv),
             gateway.clone(),
             tracer,
+            certificates.clone(),
             config.clone(),
         )
         .spawn(watch)
@@ -106,16 +146,23 @@ pub fn run(config: Config, opts: RunOptions) -> Result<(), StartError> {
     };
     let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
     server.bootstrap();
-    let mut service = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
-        TracegateProxy::new(gateway),
-        "tracegate",
-    );
-    for addr in &listen {
-        service.add_tcp(&addr.to_string());
-    }
-    server.add_service(service);
-    announce_when_listening(&server, listen);
+    let redirects = Redirects::new(&config.listeners, &listen).map(Arc::new);
+    crate::proxy::listeners::add_services(
+        &mut server,
+        &config.listeners,
+        &listen,
+        &certificates,
+        || TracegateProxy::new(Arc::clone(&gateway)).with_redirects(redirects.clone()),
+    )
+    .map_err(StartError)?;
+    log_certificates(&config.listeners, &listen);
+    let endpoints = config
+        .listeners
+        .iter()
+        .zip(reserved)
+        .map(|(l, r)| (r, l.tls.is_some()))
+        .collect();
+    announce_when_listening(&server, endpoints);
     server.run(RunArgs::default());
 
     if let Some(p) = pipeline {
@@ -138,12 +185,14 @@ pub fn run(config: Config, opts: RunOptions) -> Result<(), StartError> {
     Ok(())
 }
 
-/// Logs `listening on http://ADDR` for each listener once it accepts connections.
+/// Logs `listening on http://ADDR` (`https://` for a TLS listener) for each listener once it
+/// accepts connections, then releases its reservation.
 ///
 /// Pingora binds inside `Server::run`, after this function returns, so the line comes from a
-/// thread that waits for the server's `Running` phase and then connects to each address:
-/// whoever reads the line (an operator, a supervisor, a test) can connect right away.
-fn announce_when_listening(server: &Server, listen: Vec<SocketAddr>) {
+/// thread that waits for the server's `Running` phase and then connects to each address (a
+/// TLS listener gets a complete handshake, so it logs no handshake error): whoever reads the
+/// line (an operator, a supervisor, a test) can connect right away.
+fn announce_when_listening(server: &Server, listen: Vec<(ReservedListener, bool)>) {
     let mut phases = server.watch_execution_phase();
     let spawned = std::thread::Builder::new()
         .name("listen-check".into())
@@ -156,12 +205,21 @@ fn announce_when_listening(server: &Server, listen: Vec<SocketAddr>) {
                     Err(RecvError::Closed) => return,
                 }
             }
-            for addr in listen {
+            for (reserved, tls) in listen {
+                let addr = reserved.addr;
                 let target = SocketAddr::new(reachable_ip(addr.ip()), addr.port());
                 let deadline = std::time::Instant::now() + Duration::from_secs(30);
+                let step = Duration::from_millis(200);
                 loop {
-                    if TcpStream::connect_timeout(&target, Duration::from_millis(200)).is_ok() {
-                        log::info!("listening on http://{addr}");
+                    let up = if tls {
+                        crate::tls::probe::handshake_completes(target, step)
+                    } else {
+                        TcpStream::connect_timeout(&target, step).is_ok()
+                    };
+                    if up {
+                        drop(reserved);
+                        let scheme = if tls { "https" } else { "http" };
+                        log::info!("listening on {scheme}://{addr}");
                         break;
                     }
                     if std::time::Instant::now() >= deadline {
@@ -177,11 +235,65 @@ fn announce_when_listening(server: &Server, listen: Vec<SocketAddr>) {
     }
 }
 
+/// Logs, for each TLS listener, the names its certificates cover (the first is the default).
+fn log_certificates(listeners: &[crate::config::ListenerSpec], bound: &[SocketAddr]) {
+    for (l, addr) in listeners.iter().zip(bound) {
+        if let Some(t) = &l.tls {
+            let names: Vec<String> = t
+                .store
+                .certificates()
+                .iter()
+                .map(|c| {
+                    let mut n = c.names.clone();
+                    n.extend(c.ips.iter().map(|ip| ip.to_string()));
+                    n.join(" ")
+                })
+                .collect();
+            log::info!(
+                "TLS on {addr}: {} certificate(s): [{}] (the first is the default){}",
+                names.len(),
+                names.join("], ["),
+                if l.http2 { ", HTTP/2 by ALPN" } else { "" }
+            );
+        }
+    }
+}
+
 /// The address to connect to for a listener: loopback for a wildcard bind.
 fn reachable_ip(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(v) if v.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
         IpAddr::V6(v) if v.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reserved port cannot be taken by a socket that does not share it on purpose, while
+    /// a listener set up as Pingora sets up its own (`SO_REUSEADDR`, then `listen`) binds and
+    /// accepts beside the reservation.
+    #[test]
+    fn a_reserved_port_is_held_for_the_listener() {
+        let r = reserve_listeners(&["127.0.0.1:0".parse().unwrap()]).unwrap();
+        let addr = r[0].addr;
+        assert_ne!(
+            addr.port(),
+            0,
+            "port 0 was turned into the port the OS picked"
+        );
+        let other = tokio::net::TcpSocket::new_v4().unwrap();
+        assert_eq!(
+            other.bind(addr).unwrap_err().kind(),
+            std::io::ErrorKind::AddrInUse,
+            "a plain bind of the reserved port fails"
+        );
+        // std's listener sets SO_REUSEADDR and listens, as Pingora's does.
+        let listener = std::net::TcpListener::bind(addr).expect("the listener binds beside it");
+        drop(r);
+        let _client = TcpStream::connect(addr).expect("connect");
+        listener.accept().expect("the listener accepts");
     }
 }

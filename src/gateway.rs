@@ -6,6 +6,7 @@
 //! first phase to its last, and the old state is dropped once its last request has finished.
 
 use crate::config::Config;
+use crate::proxy::peer::PeerTemplate;
 use crate::routing::{RouteAction, Router};
 use crate::trace::Tracer;
 use crate::upstream::UpstreamPool;
@@ -21,6 +22,8 @@ pub struct Gateway {
     /// The process's span sink with this config's `telemetry` options (sampler, trust,
     /// capture, propagators, response headers).
     pub tracer: Tracer,
+    /// How the proxy connects to each pool's backends (TLS, HTTP/2), same index.
+    pub peers: Vec<PeerTemplate>,
 }
 
 impl Gateway {
@@ -34,6 +37,7 @@ impl Gateway {
             tracer: tracer
                 .clone()
                 .with_options(config.telemetry.options.clone()),
+            peers: config.upstreams.iter().map(PeerTemplate::new).collect(),
         }
     }
 
@@ -44,6 +48,16 @@ impl Gateway {
                 upstream,
                 strip_prefix,
             } => Some((&self.upstreams[*upstream], strip_prefix.as_deref())),
+            RouteAction::Respond { .. } => None,
+        }
+    }
+}
+
+impl Gateway {
+    /// The peer template of a proxy route's upstream (by index in the router).
+    pub fn peer_template(&self, route: usize) -> Option<&PeerTemplate> {
+        match &self.router.routes().get(route)?.action {
+            RouteAction::Proxy { upstream, .. } => self.peers.get(*upstream),
             RouteAction::Respond { .. } => None,
         }
     }

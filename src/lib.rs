@@ -4,6 +4,7 @@
 //! - [`routing`]: the pure router (request head in, route out).
 //! - [`upstream`]: upstream pools and backend choice.
 //! - [`gateway`]: the live router and pools of one config generation, swapped on reload.
+//! - [`tls`]: listener certificates (SNI) and upstream TLS material, read and checked at load.
 //! - [`trace`]: the tracing plugin (W3C Trace Context, spans, OTLP pipeline), usable from any
 //!   Pingora `ProxyHttp`.
 //! - [`proxy`]: tracegate's `ProxyHttp` implementation.
@@ -16,5 +17,6 @@ pub mod gateway;
 pub mod proxy;
 pub mod reload;
 pub mod routing;
+pub mod tls;
 pub mod trace;
 pub mod upstream;

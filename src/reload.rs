@@ -8,9 +8,12 @@
 //! exporter) are only applied by a restart or a graceful upgrade; a reload that changes them
 //! says so in the log.
 
+use crate::config::listeners::RedirectHttps;
 use crate::config::{self, Config, ConfigError, Env};
 use crate::gateway::{Gateway, SharedGateway};
+use crate::tls::ListenerCertificates;
 use crate::trace::Tracer;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -30,18 +33,22 @@ pub struct Reloader {
     env: Box<dyn Env + Send + Sync>,
     gateway: SharedGateway,
     tracer: Tracer,
+    /// The TLS listeners' certificate resolvers, which a reload refills.
+    certificates: ListenerCertificates,
     /// The config serving now, to tell which process-level keys a new file changed.
     running: Mutex<Config>,
 }
 
 impl Reloader {
-    /// A reloader for the file at `path`, serving `running` through `gateway`. `tracer` is the
-    /// process's tracer (its span sink outlives every config).
+    /// A reloader for the file at `path`, serving `running` through `gateway` and the TLS
+    /// listeners' `certificates`. `tracer` is the process's tracer (its span sink outlives
+    /// every config).
     pub fn new(
         path: &Path,
         env: Box<dyn Env + Send + Sync>,
         gateway: SharedGateway,
         tracer: Tracer,
+        certificates: ListenerCertificates,
         running: Config,
     ) -> Self {
         Reloader {
@@ -49,6 +56,7 @@ impl Reloader {
             env,
             gateway,
             tracer,
+            certificates,
             running: Mutex::new(running),
         }
     }
@@ -62,8 +70,14 @@ impl Reloader {
                 let restart_only = restart_only_changes(&running, &new);
                 self.gateway
                     .store(Arc::new(Gateway::new(&new, &self.tracer)));
+                // Certificates are re-read on every reload, so a renewed certificate is
+                // served after a SIGHUP. Changed listeners are reported with `listen` below.
+                let certificates = match self.certificates.replace(&new) {
+                    Ok(0) | Err(_) => String::new(),
+                    Ok(n) => format!(", certificates of {n} TLS listener(s)"),
+                };
                 log::info!(
-                    "config reloaded ({trigger}): {} routes, {} upstreams",
+                    "config reloaded ({trigger}): {} routes, {} upstreams{certificates}",
                     new.router.routes().len(),
                     new.upstreams.len()
                 );
@@ -78,6 +92,7 @@ impl Reloader {
                 // compares against them and warns again.
                 let mut kept = new;
                 kept.listen = running.listen.clone();
+                kept.listeners = running.listeners.clone();
                 kept.server = running.server.clone();
                 kept.telemetry.service_name = running.telemetry.service_name.clone();
                 kept.telemetry.resource = running.telemetry.resource.clone();
@@ -145,7 +160,7 @@ impl Reloader {
 fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     let (o, n) = (&old.telemetry, &new.telemetry);
     [
-        ("listen", old.listen != new.listen),
+        ("listen", listener_shape(old) != listener_shape(new)),
         ("server", old.server != new.server),
         ("telemetry.service_name", o.service_name != n.service_name),
         ("telemetry.resource", o.resource != n.resource),
@@ -155,6 +170,14 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     .into_iter()
     .filter_map(|(key, changed)| changed.then_some(key))
     .collect()
+}
+
+/// What a running listener is, apart from its certificates (which a reload replaces).
+fn listener_shape(c: &Config) -> Vec<(SocketAddr, bool, bool, Option<RedirectHttps>)> {
+    c.listeners
+        .iter()
+        .map(|l| (l.addr, l.tls.is_some(), l.http2, l.redirect_https))
+        .collect()
 }
 
 /// Polls the config file's content. A change counts once the content has stayed the same for

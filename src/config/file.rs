@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
-    pub listen: Vec<String>,
+    pub listen: Vec<FileListen>,
     #[serde(default)]
     pub server: FileServer,
     #[serde(default)]
@@ -154,4 +154,102 @@ pub struct FileUpstream {
     pub connect_timeout: Option<String>,
     pub read_timeout: Option<String>,
     pub write_timeout: Option<String>,
+    /// TLS to the backends (`tls: {}` for the defaults).
+    pub tls: Option<FileUpstreamTls>,
+    /// HTTP/2 to the backends: ALPN `h2` over TLS, prior knowledge (h2c) over plain TCP.
+    pub http2: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileUpstreamTls {
+    pub sni: Option<String>,
+    pub verify: Option<bool>,
+    pub ca_file: Option<String>,
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
+}
+
+/// One `listen` entry: `"IP:port"`, or an object with TLS and protocol settings.
+#[derive(Debug)]
+pub enum FileListen {
+    Addr(String),
+    Listener(FileListener),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileListener {
+    pub addr: String,
+    pub tls: Option<FileListenerTls>,
+    pub http2: Option<bool>,
+    pub redirect_https: Option<FileRedirect>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileListenerTls {
+    pub certificates: Vec<FileCertificate>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileCertificate {
+    pub cert_file: String,
+    pub key_file: String,
+}
+
+/// `redirect_https`: `true`/`false`, or the HTTPS port to redirect to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileRedirect {
+    Enabled(bool),
+    Port(u64),
+}
+
+// Hand-written rather than `#[serde(untagged)]`, so that an error inside a listener object
+// keeps its key and serde's own message (`listen[1].tls.certificates[0]: unknown field ...`).
+impl<'de> Deserialize<'de> for FileListen {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = FileListen;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(
+                    "an address \"IP:port\" or a listener { addr, tls, http2, redirect_https }",
+                )
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<FileListen, E> {
+                Ok(FileListen::Addr(v.to_owned()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, m: A) -> Result<FileListen, A::Error> {
+                FileListener::deserialize(serde::de::value::MapAccessDeserializer::new(m))
+                    .map(FileListen::Listener)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for FileRedirect {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = FileRedirect;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("true, false or the HTTPS port (1-65535)")
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<FileRedirect, E> {
+                Ok(FileRedirect::Enabled(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<FileRedirect, E> {
+                Ok(FileRedirect::Port(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<FileRedirect, E> {
+                Err(E::custom(format!(
+                    "{v} is not a port: expected true, false or 1-65535"
+                )))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }

@@ -4,11 +4,13 @@
 //! the reason, which `tracegate --check` prints and the server refuses to start with.
 
 pub mod file;
+pub mod listeners;
 pub mod model;
 mod routes;
+mod upstream_tls;
 mod upstreams;
 
-pub use model::{Config, ServerSettings, UpstreamSpec};
+pub use model::{Config, ListenerSpec, RedirectHttps, ServerSettings, UpstreamSpec};
 
 use std::fmt;
 use std::path::Path;

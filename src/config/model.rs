@@ -4,8 +4,10 @@
 //! (`OTEL_*`, OpenTelemetry's standard names) override file values.
 
 use super::file::{FileCapture, FileConfig, FileTelemetry, FileTrust};
+pub use super::listeners::{ListenerSpec, ListenerTls, RedirectHttps};
 use super::{ConfigError, Env};
 use crate::routing::Router;
+use crate::tls::UpstreamTls;
 use crate::trace::capture::{Capture, QueryMode};
 use crate::trace::exporter::{ExporterProtocol, ExporterSettings, TelemetrySettings};
 use crate::trace::pipeline::PipelineSettings;
@@ -78,6 +80,24 @@ pub mod defaults {
     pub const READ_TIMEOUT: Duration = Duration::from_secs(60);
     /// `upstreams.*.write_timeout`: as nginx `proxy_send_timeout`.
     pub const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+    /// `listen[].http2` on a TLS listener: HTTP/2 is offered by ALPN (`h2`, then
+    /// `http/1.1`), as with nginx `http2 on` and Traefik's default.
+    pub const HTTP2_TLS: bool = true;
+    /// `listen[].http2` on a plain listener: off, so HTTP/2 with prior knowledge (h2c) is only
+    /// accepted where asked for; HTTP/1.1 clients are unaffected either way.
+    pub const H2C: bool = false;
+    /// `listen[].redirect_https: true` when no listener has TLS: the standard HTTPS port, which
+    /// the `Location` URL leaves out.
+    pub const REDIRECT_HTTPS_PORT: u16 = 443;
+    /// `upstreams.*.tls.verify`: the upstream's certificate chain and name are verified (as
+    /// Traefik does; nginx's `proxy_ssl_verify` is off by default, which trusts any server).
+    pub const UPSTREAM_TLS_VERIFY: bool = true;
+    /// `upstreams.*.http2`: HTTP/1.1 to backends unless asked (nginx's default too).
+    pub const UPSTREAM_HTTP2: bool = false;
+    /// Concurrent requests per HTTP/2 connection to a backend (Pingora's default is 1, one
+    /// connection per request in flight); 100 is the minimum a server should allow
+    /// (RFC 9113 §6.5.2, SETTINGS_MAX_CONCURRENT_STREAMS).
+    pub const UPSTREAM_H2_STREAMS: usize = 100;
     /// `server.threads`: worker threads; 0 in the file also means this.
     pub fn threads() -> usize {
         std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -89,6 +109,8 @@ pub mod defaults {
 pub struct Config {
     /// Addresses to accept HTTP on. Port 0 asks the OS for a free port.
     pub listen: Vec<SocketAddr>,
+    /// The listeners, in `listen` order (the addresses above, with TLS and protocol settings).
+    pub listeners: Vec<ListenerSpec>,
     pub server: ServerSettings,
     pub telemetry: TelemetrySettings,
     pub router: Router,
@@ -115,6 +137,10 @@ pub struct UpstreamSpec {
     pub name: String,
     pub backends: Vec<SocketAddr>,
     pub timeouts: UpstreamTimeouts,
+    /// TLS to the backends, when configured.
+    pub tls: Option<UpstreamTls>,
+    /// HTTP/2 to the backends (ALPN over TLS, prior knowledge over plain TCP).
+    pub http2: bool,
 }
 
 pub(super) struct Ctx<'a> {
@@ -264,7 +290,8 @@ impl Config {
     /// Checks the file structs and applies environment overrides.
     pub fn from_file(f: FileConfig, file: &str, env: &dyn Env) -> Result<Config, ConfigError> {
         let c = Ctx { file };
-        let listen = check_listen(&c, &f.listen)?;
+        let listeners = super::listeners::check_listen(&c, &f.listen)?;
+        let listen = listeners.iter().map(|l| l.addr).collect();
         let server = ServerSettings {
             threads: match f.server.threads {
                 None | Some(0) => defaults::threads(),
@@ -303,35 +330,13 @@ impl Config {
         let router = Router::new(super::routes::check_routes(&c, &f.routes, &index)?);
         Ok(Config {
             listen,
+            listeners,
             server,
             telemetry,
             router,
             upstreams,
         })
     }
-}
-
-fn check_listen(c: &Ctx<'_>, listen: &[String]) -> Result<Vec<SocketAddr>, ConfigError> {
-    if listen.is_empty() {
-        return Err(c.err(
-            "listen",
-            "at least one address is required, e.g. [\"127.0.0.1:8080\"]",
-        ));
-    }
-    let mut out: Vec<SocketAddr> = Vec::with_capacity(listen.len());
-    for (i, a) in listen.iter().enumerate() {
-        let addr: SocketAddr = a.trim().parse().map_err(|_| {
-            c.err(
-                format!("listen[{i}]"),
-                format!("invalid address {a:?}: expected IP:port, e.g. 0.0.0.0:8080 or [::]:8080"),
-            )
-        })?;
-        if addr.port() != 0 && out.contains(&addr) {
-            return Err(c.err(format!("listen[{i}]"), format!("{a} is listed twice")));
-        }
-        out.push(addr);
-    }
-    Ok(out)
 }
 
 fn telemetry(c: &Ctx<'_>, f: &FileConfig, env: &dyn Env) -> Result<TelemetrySettings, ConfigError> {

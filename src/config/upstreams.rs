@@ -52,11 +52,14 @@ pub(super) fn check_upstreams(
                 return Err(c.err(format!("{key}.{k}"), "must be greater than zero"));
             }
         }
+        let tls = super::upstream_tls::check_tls(c, &key, u, &backends)?;
         index.insert(name.clone(), out.len());
         out.push(UpstreamSpec {
             name: name.clone(),
             backends,
             timeouts,
+            tls,
+            http2: u.http2.unwrap_or(defaults::UPSTREAM_HTTP2),
         });
     }
     Ok((out, index))

@@ -7,6 +7,9 @@
 //! `upstream_response_body_filter`… → `logging`. On failure `fail_to_connect` or
 //! `error_while_proxy`, then `fail_to_proxy`, and `logging` still runs last.
 
+pub mod listeners;
+pub mod peer;
+
 use crate::gateway::{Gateway, SharedGateway};
 use crate::routing::{strip_path_prefix, RouteAction};
 use crate::trace::{hooks, RequestTrace, Tracer};
@@ -25,6 +28,8 @@ use std::time::Duration;
 /// The proxy: the live routing state. Shared by all worker threads.
 pub struct TracegateProxy {
     gateway: SharedGateway,
+    /// Plain listeners that redirect to HTTPS; `None` when none does.
+    redirects: Option<Arc<listeners::Redirects>>,
 }
 
 /// Per-request state carried between phases.
@@ -43,7 +48,16 @@ pub struct RequestCtx {
 impl TracegateProxy {
     /// A proxy serving `gateway`; a reload stores a new [`Gateway`] in the same handle.
     pub fn new(gateway: SharedGateway) -> Self {
-        TracegateProxy { gateway }
+        TracegateProxy {
+            gateway,
+            redirects: None,
+        }
+    }
+
+    /// The proxy answering requests on the listeners of `redirects` with a redirect to HTTPS.
+    pub fn with_redirects(mut self, redirects: Option<Arc<listeners::Redirects>>) -> Self {
+        self.redirects = redirects;
+        self
     }
 }
 
@@ -112,10 +126,17 @@ impl ProxyHttp for TracegateProxy {
         Ok(())
     }
 
-    /// Routes the request (and applies the route's own sampling ratio). No route: 404. A
-    /// `respond` route answers here. Returns `true` when the response has been written and
-    /// proxying stops.
+    /// Redirects to HTTPS on a listener with `redirect_https`, then routes the request (and
+    /// applies the route's own sampling ratio). No route: 404. A `respond` route answers here.
+    /// Returns `true` when the response has been written and proxying stops.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        if let Some(r) = &self.redirects {
+            if listeners::redirect_to_https(r, session, ctx.trace.as_mut(), &ctx.gateway.tracer)
+                .await?
+            {
+                return Ok(true);
+            }
+        }
         let path = session.req_header().uri.path();
         let Some(i) = ctx.gateway.router.find(request_host(session), path) else {
             respond(
@@ -153,7 +174,8 @@ impl ProxyHttp for TracegateProxy {
     }
 
     /// Runs for each upstream attempt (again on a retry): picks the backend round robin (a
-    /// retry takes the next one) and opens the attempt's CLIENT span.
+    /// retry takes the next one), opens the attempt's CLIENT span and builds the peer (TLS and
+    /// HTTP version per the upstream's settings).
     async fn upstream_peer(
         &self,
         session: &mut Session,
@@ -182,11 +204,14 @@ impl ProxyHttp for TracegateProxy {
             let sent = strip.map_or_else(|| path.to_owned(), |p| strip_path_prefix(path, p));
             t.begin_attempt(&ctx.gateway.tracer, pool.name.clone(), backend, sent);
         }
-        let mut peer = HttpPeer::new(backend, false, String::new());
-        peer.options.connection_timeout = Some(pool.timeouts.connect);
-        peer.options.read_timeout = Some(pool.timeouts.read);
-        peer.options.write_timeout = Some(pool.timeouts.write);
-        Ok(Box::new(peer))
+        peer::for_attempt(
+            &gateway,
+            ctx.route,
+            pool,
+            backend,
+            session,
+            ctx.trace.as_mut(),
+        )
     }
 
     /// Runs when a connection to the backend is ready (new or from the keep-alive pool).

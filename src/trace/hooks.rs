@@ -34,7 +34,11 @@ pub fn start(tracer: &Tracer, session: &Session) -> RequestTrace {
             uri: &req.uri,
             version: req.version,
             headers: &req.headers,
-            scheme: "http",
+            scheme: if session.digest().is_some_and(|d| d.ssl_digest.is_some()) {
+                "https"
+            } else {
+                "http"
+            },
             client_addr: session.client_addr().and_then(|a| a.as_inet()).copied(),
             local_port: session
                 .server_addr()
@@ -93,8 +97,9 @@ pub fn response(
     result
 }
 
-/// Records the upstream response header (time to first byte, status).
+/// Records the upstream response header (time to first byte, status, HTTP version).
 pub fn upstream_response(trace: &mut RequestTrace, resp: &ResponseHeader) {
+    trace.attempt_protocol(resp.version);
     trace.attempt_response(resp.status.as_u16());
 }
 

@@ -599,6 +599,8 @@ mod tests {
                 upstream: Some("api".into()),
                 backend: Some("10.0.0.1:8080".parse().unwrap()),
                 path: "/users/42".into(),
+                tls: false,
+                protocol_version: None,
                 status,
                 error_type: error.map(|e| Cow::Borrowed(e.0)),
                 error_message: error.map(|e| e.1.to_owned()),

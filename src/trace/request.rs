@@ -345,6 +345,20 @@ impl RequestTrace {
         });
     }
 
+    /// The current attempt goes to its backend over TLS (`https` in `url.full`).
+    pub fn set_attempt_tls(&mut self) {
+        if let Some(a) = &mut self.attempt {
+            a.fields.tls = true;
+        }
+    }
+
+    /// The HTTP version the upstream answered with (`network.protocol.version`).
+    pub fn attempt_protocol(&mut self, version: http::Version) {
+        if let Some(a) = &mut self.attempt {
+            a.fields.protocol_version = Some(protocol_version(version));
+        }
+    }
+
     /// The current attempt has a connection: `reused` from the pool, or new after `connect`.
     pub fn attempt_connected(&mut self, reused: bool, connect: Option<Duration>) {
         if let Some(a) = &mut self.attempt {
@@ -358,7 +372,9 @@ impl RequestTrace {
     pub fn attempt_response(&mut self, status: u16) {
         if let Some(a) = &mut self.attempt {
             a.first_byte_at.get_or_insert_with(Instant::now);
-            if status >= 200 {
+            // Other 1xx are interim; 101 Switching Protocols ends the HTTP exchange
+            // (RFC 9110 §15.2.2).
+            if status >= 200 || status == 101 {
                 a.fields.status = Some(status);
             }
         }

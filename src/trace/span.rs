@@ -97,6 +97,10 @@ pub struct ClientFields {
     pub backend: Option<SocketAddr>,
     /// The path sent upstream, without query (used for `url.full`).
     pub path: String,
+    /// The attempt uses TLS (`https` in `url.scheme` and `url.full`).
+    pub tls: bool,
+    /// `network.protocol.version` of the upstream response (`1.1`, `2`), once one arrived.
+    pub protocol_version: Option<&'static str>,
     /// The upstream's response status, when one arrived.
     pub status: Option<u16>,
     /// `error.type` for a failed attempt (`timeout`, `connection_refused`, ...).
@@ -318,9 +322,19 @@ impl SpanRecord {
                     f("server.address", Str(ip));
                     f("server.port", Int(b.port().into()));
                     text.clear();
-                    text.push_str(base);
+                    if c.tls {
+                        // The cached base is `http://ip:port`.
+                        text.push_str("https");
+                        text.push_str(&base["http".len()..]);
+                    } else {
+                        text.push_str(base);
+                    }
                     text.push_str(&c.path);
                     f("url.full", Str(text));
+                }
+                f("url.scheme", Str(if c.tls { "https" } else { "http" }));
+                if let Some(v) = c.protocol_version {
+                    f("network.protocol.version", Str(v));
                 }
                 if let Some(u) = &c.upstream {
                     f("tracegate.upstream", Str(u));

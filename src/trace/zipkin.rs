@@ -321,6 +321,8 @@ mod tests {
                 upstream: Some("api".into()),
                 backend: Some("[2001:db8::1]:8080".parse().unwrap()),
                 path: "/users/42".into(),
+                tls: false,
+                protocol_version: None,
                 status: None,
                 error_type: Some(Cow::Borrowed("connection_refused")),
                 error_message: Some("Connection refused".into()),

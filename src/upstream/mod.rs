@@ -75,6 +75,8 @@ mod tests {
             name: "x".into(),
             backends: vec![a, b],
             timeouts: t,
+            tls: None,
+            http2: false,
         });
         let picks: Vec<_> = (0..4).map(|_| p.backends[p.pick()]).collect();
         assert_eq!(picks, vec![a, b, a, b]);

@@ -1272,12 +1272,17 @@ pub fn strip_ansi(s: &str) -> String {
     out
 }
 
-/// Extracts `HOST:PORT` from a line containing `listening on http://HOST:PORT`.
+/// Extracts `HOST:PORT` from a line containing `listening on http://HOST:PORT` (or
+/// `https://` for a TLS listener).
 pub fn parse_listening_addr(line: &str) -> Option<String> {
     let line = strip_ansi(line);
     let marker = "listening on http://";
-    let idx = line.find(marker)?;
-    let rest = &line[idx + marker.len()..];
+    let tls_marker = "listening on https://";
+    let (idx, len) = match line.find(marker) {
+        Some(i) => (i, marker.len()),
+        None => (line.find(tls_marker)?, tls_marker.len()),
+    };
+    let rest = &line[idx + len..];
     let addr: String = rest
         .chars()
         .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '[' | ']' | '-'))
@@ -1853,3 +1858,9 @@ fn read_chunked<R: BufRead>(r: &mut R) -> std::io::Result<Vec<u8>> {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// Edge: TLS listeners, HTTP/2, WebSocket, streaming bodies
+// ---------------------------------------------------------------------------
+
+pub mod edge;

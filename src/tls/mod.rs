@@ -1,0 +1,90 @@
+//! TLS material of the edge: the certificates of TLS listeners (chosen per connection by the
+//! name the client asks for, SNI) and the trust and client identity used towards TLS upstreams.
+//!
+//! Everything here is plain rustls: files are read and checked when the config is loaded, so a
+//! missing file, a file that is not PEM, a key that does not belong to its certificate or a
+//! certificate that names nothing is refused before start (with the key and the path). The
+//! Pingora listener and peer code in [`crate::proxy`] only hands these values on.
+//!
+//! - [`certs`]: listener certificates, the SNI index ([`CertStore`]), the rustls resolver that
+//!   reads the current store ([`CertResolver`]) and the run-time handle to replace them
+//!   ([`ListenerCertificates`]).
+//! - [`probe`]: a handshake that tells when a TLS listener is up.
+//! - [`upstream`]: CA certificates and client certificates for upstream connections.
+
+pub mod certs;
+pub mod probe;
+pub mod upstream;
+
+pub use certs::{CertResolver, CertStore, ListenerCertificates, LoadedCert};
+pub use upstream::{ClientIdentity, UpstreamTls};
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use std::path::Path;
+use std::sync::Arc;
+
+/// The crypto provider of every TLS configuration built here: ring, the one Pingora's
+/// `rustls` feature builds.
+pub(crate) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Reads a file for a TLS key; the error names the path.
+pub(crate) fn read(path: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+/// The PEM certificates in `pem` (at least one), in file order.
+pub(crate) fn pem_certificates(
+    path: &Path,
+    pem: &[u8],
+) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{} is not valid PEM: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+            path.display()
+        ));
+    }
+    for (i, c) in certs.iter().enumerate() {
+        if x509_parser::parse_x509_certificate(c).is_err() {
+            return Err(format!(
+                "{}: certificate {} is not a valid X.509 certificate",
+                path.display(),
+                i + 1
+            ));
+        }
+    }
+    Ok(certs)
+}
+
+/// The PEM private key in `pem` (PKCS#8, PKCS#1 or SEC1).
+pub(crate) fn pem_private_key(path: &Path, pem: &[u8]) -> Result<PrivateKeyDer<'static>, String> {
+    PrivateKeyDer::from_pem_slice(pem)
+        .map_err(|e| format!("{} holds no usable PEM private key: {e}", path.display()))
+}
+
+/// A certificate chain with its private key, checked to belong together.
+pub(crate) fn certified_key(
+    chain: Vec<CertificateDer<'static>>,
+    key: &PrivateKeyDer<'static>,
+    key_path: &Path,
+) -> Result<rustls::sign::CertifiedKey, String> {
+    let signing = rustls::crypto::ring::sign::any_supported_type(key).map_err(|e| {
+        format!(
+            "{}: unsupported private key (RSA, ECDSA P-256/P-384 and Ed25519 work): {e}",
+            key_path.display()
+        )
+    })?;
+    let ck = rustls::sign::CertifiedKey::new(chain, signing);
+    ck.keys_match().map_err(|e| {
+        format!(
+            "{}: the private key does not fit the certificate: {e}",
+            key_path.display()
+        )
+    })?;
+    Ok(ck)
+}
