@@ -294,3 +294,45 @@ upstreams:
     assert!(ok > 0);
     drop(new);
 }
+
+#[test]
+fn sighup_serves_a_renewed_certificate_to_new_connections() {
+    use common::edge::{https_request, wait_listening, EdgeCa, Trust};
+    let ca = EdgeCa::new();
+    let current = ca.issue(&["a.test"]);
+    let renewed = ca.issue(&["a.test"]);
+    let mut proxy = Proxy::start(&format!(
+        r#"listen: [{{ addr: "127.0.0.1:0", tls: {{ certificates: [{}] }} }}]
+server: {{ watch_config: false }}
+telemetry: {{ exporter: {{ protocol: none }} }}
+routes:
+  - name: hello
+    respond: {{ body: hi }}
+"#,
+        current.yaml()
+    ));
+    let addr = wait_listening(&proxy, 1)[0].1.clone();
+    let presented = |proxy: &Proxy| {
+        https_request(
+            &addr,
+            Some("a.test"),
+            Trust::Roots(&ca),
+            &[b"http/1.1"],
+            "/",
+        )
+        .unwrap_or_else(|e| panic!("{e}\n{}", proxy.logs()))
+        .peer_cert
+    };
+    assert_eq!(presented(&proxy).as_deref(), Some(current.der.as_slice()));
+
+    // Renewal writes new files over the old paths (as certbot does); the config is unchanged.
+    std::fs::copy(&renewed.cert_file, &current.cert_file).unwrap();
+    std::fs::copy(&renewed.key_file, &current.key_file).unwrap();
+    proxy.signal(Signal::SIGHUP);
+    proxy.wait_for_log("certificates of 1 TLS listener(s)", WAIT);
+    assert_eq!(
+        presented(&proxy).as_deref(),
+        Some(renewed.der.as_slice()),
+        "a new connection gets the renewed certificate"
+    );
+}
