@@ -27,14 +27,11 @@ impl Gateway {
         }
     }
 
-    /// For a proxy route (by index in the router): its pool and its `strip_prefix`.
-    pub fn proxy_target(&self, route: usize) -> Option<(&UpstreamPool, Option<&str>)> {
+    /// For a proxy route (by index in the router): its upstream pool.
+    pub fn proxy_target(&self, route: usize) -> Option<&UpstreamPool> {
         match &self.router.routes().get(route)?.action {
-            RouteAction::Proxy {
-                upstream,
-                strip_prefix,
-            } => Some((&self.upstreams[*upstream], strip_prefix.as_deref())),
-            RouteAction::Respond { .. } => None,
+            RouteAction::Proxy { upstream } => Some(&self.upstreams[*upstream]),
+            RouteAction::Respond { .. } | RouteAction::Redirect(_) => None,
         }
     }
 }

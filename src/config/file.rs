@@ -18,6 +18,8 @@ pub struct FileConfig {
     pub routes: Vec<FileRoute>,
     #[serde(default)]
     pub upstreams: BTreeMap<String, FileUpstream>,
+    #[serde(default)]
+    pub forwarded: FileForwarded,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -118,9 +120,14 @@ pub struct FileRoute {
     pub name: String,
     #[serde(rename = "match", default)]
     pub match_: FileMatch,
+    pub priority: Option<i32>,
     pub upstream: Option<String>,
     pub strip_prefix: Option<String>,
+    pub add_prefix: Option<String>,
+    pub request_headers: Option<FileHeaderEdits>,
+    pub response_headers: Option<FileHeaderEdits>,
     pub respond: Option<FileRespond>,
+    pub redirect: Option<FileRedirect>,
     pub sample_ratio: Option<f64>,
 }
 
@@ -128,7 +135,10 @@ pub struct FileRoute {
 #[serde(deny_unknown_fields)]
 pub struct FileMatch {
     pub host: Option<String>,
+    pub path: Option<String>,
     pub path_prefix: Option<String>,
+    pub methods: Option<Vec<String>>,
+    pub headers: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -144,6 +154,48 @@ fn default_respond_status() -> u16 {
     200
 }
 
+/// `routes[].request_headers` / `routes[].response_headers`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileHeaderEdits {
+    #[serde(default)]
+    pub set: BTreeMap<String, String>,
+    #[serde(default)]
+    pub add: BTreeMap<String, FileOneOrMany>,
+    #[serde(default)]
+    pub remove: Vec<String>,
+}
+
+/// A value, or a list of values.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum FileOneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// `routes[].redirect`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileRedirect {
+    pub url: Option<String>,
+    pub scheme: Option<String>,
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub path: Option<String>,
+    pub status: Option<u16>,
+}
+
+/// `forwarded`: the X-Forwarded-* and Forwarded headers of proxied requests.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileForwarded {
+    /// `none`, `all`, or a list of networks.
+    pub trusted: Option<FileTrust>,
+    /// Which header families to write: `x-forwarded`, `forwarded`.
+    pub headers: Option<Vec<String>>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileUpstream {
@@ -151,4 +203,6 @@ pub struct FileUpstream {
     pub connect_timeout: Option<String>,
     pub read_timeout: Option<String>,
     pub write_timeout: Option<String>,
+    pub pass_host: Option<bool>,
+    pub host: Option<String>,
 }

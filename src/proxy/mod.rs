@@ -7,8 +7,12 @@
 //! `upstream_response_body_filter`… → `logging`. On failure `fail_to_connect` or
 //! `error_while_proxy`, then `fail_to_proxy`, and `logging` still runs last.
 
+mod apply;
+
+pub use apply::downstream_is_tls;
+
 use crate::gateway::{Gateway, SharedGateway};
-use crate::routing::{strip_path_prefix, RouteAction};
+use crate::routing::{HeaderEdits, Route, RouteAction};
 use crate::trace::{hooks, RequestTrace, Tracer};
 use crate::upstream::UpstreamPool;
 use async_trait::async_trait;
@@ -39,6 +43,8 @@ pub struct RequestCtx {
     first_backend: Option<usize>,
     /// The backend of the current attempt.
     backend: Option<SocketAddr>,
+    /// The URI sent upstream when the route rewrites the path (computed once per request).
+    upstream_uri: Option<http::Uri>,
 }
 
 impl TracegateProxy {
@@ -49,23 +55,37 @@ impl TracegateProxy {
 }
 
 impl RequestCtx {
-    fn proxy_target(&self) -> Option<(&UpstreamPool, Option<&str>)> {
+    fn proxy_target(&self) -> Option<&UpstreamPool> {
         self.gateway.proxy_target(self.route?)
+    }
+
+    /// The matched route.
+    fn route(&self) -> Option<&Route> {
+        self.gateway.router.routes().get(self.route?)
     }
 }
 
-/// Writes a complete response of the proxy's own (a `respond` route, 404, an upstream
-/// failure) with a plain-text body and the trace response headers.
+/// Writes a complete response of the proxy's own (a `respond` or `redirect` route, 404, an
+/// upstream failure) with a plain-text body, a `Location` for a redirect, the matched route's
+/// `response_headers` edits and the trace response headers.
 async fn respond(
     session: &mut Session,
     status: u16,
     body: Bytes,
+    location: Option<http::HeaderValue>,
+    edits: Option<&HeaderEdits>,
     trace: Option<&mut RequestTrace>,
     tracer: &Tracer,
 ) -> Result<()> {
     let mut resp = ResponseHeader::build(status, Some(4))?;
     resp.insert_header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
     resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
+    if let Some(l) = location {
+        resp.insert_header(http::header::LOCATION, l)?;
+    }
+    if let Some(e) = edits {
+        apply::apply_response_edits(e, &mut resp)?;
+    }
     if let Some(t) = trace {
         hooks::response(t, tracer, &mut resp)?;
     }
@@ -79,12 +99,13 @@ async fn respond(
     Ok(())
 }
 
-fn request_host(session: &Session) -> Option<&str> {
-    let req = session.req_header();
-    req.headers
-        .get(http::header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .or_else(|| req.uri.authority().map(|a| a.as_str()))
+/// The body of the proxy's own answer with this status: `404 Not Found\n`.
+fn status_body(code: u16) -> Bytes {
+    let reason = http::StatusCode::from_u16(code)
+        .ok()
+        .and_then(|c| c.canonical_reason())
+        .unwrap_or("Error");
+    Bytes::from(format!("{code} {reason}\n"))
 }
 
 #[async_trait]
@@ -99,6 +120,7 @@ impl ProxyHttp for TracegateProxy {
             route: None,
             first_backend: None,
             backend: None,
+            upstream_uri: None,
         }
     }
 
@@ -114,22 +136,24 @@ impl ProxyHttp for TracegateProxy {
     }
 
     /// Routes the request (and applies the route's own sampling ratio). No route: 404. A
-    /// `respond` route answers here. Returns `true` when the response has been written and
-    /// proxying stops.
+    /// `respond` or `redirect` route answers here; a proxy route computes the path it sends
+    /// upstream. Returns `true` when the response has been written and proxying stops.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        let path = session.req_header().uri.path();
-        let Some(i) = ctx.gateway.router.find(request_host(session), path) else {
+        let Some(i) = ctx.gateway.router.find(&apply::request_head(session)) else {
             respond(
                 session,
                 404,
                 Bytes::from_static(b"404 Not Found: no route matches this request\n"),
+                None,
+                None,
                 ctx.trace.as_mut(),
                 &self.tracer,
             )
             .await?;
             return Ok(true);
         };
-        let route = &ctx.gateway.router.routes()[i];
+        let gateway = Arc::clone(&ctx.gateway);
+        let route = &gateway.router.routes()[i];
         ctx.route = Some(i);
         if let Some(t) = &mut ctx.trace {
             t.set_route(route.name.clone());
@@ -137,20 +161,38 @@ impl ProxyHttp for TracegateProxy {
                 t.apply_route_ratio(&self.tracer, ratio);
             }
         }
-        match &route.action {
-            RouteAction::Respond { status, body } => {
-                respond(
-                    session,
-                    *status,
-                    body.clone(),
-                    ctx.trace.as_mut(),
-                    &self.tracer,
-                )
-                .await?;
-                Ok(true)
-            }
-            RouteAction::Proxy { .. } => Ok(false),
-        }
+        let edits = Some(&route.response_headers);
+        let (status, body, location) = match &route.action {
+            RouteAction::Proxy { .. } => match apply::upstream_uri(route, session.req_header()) {
+                Ok(uri) => {
+                    ctx.upstream_uri = uri;
+                    return Ok(false);
+                }
+                Err(e) => {
+                    log::warn!("bad request: 400 route={}: {e}", route.name);
+                    (400, status_body(400), None)
+                }
+            },
+            RouteAction::Respond { status, body } => (*status, body.clone(), None),
+            RouteAction::Redirect(r) => match apply::redirect_location(session, route, r) {
+                Ok(l) => (r.status, status_body(r.status), Some(l)),
+                Err(e) => {
+                    log::warn!("bad request: 400 route={}: {e}", route.name);
+                    (400, status_body(400), None)
+                }
+            },
+        };
+        respond(
+            session,
+            status,
+            body,
+            location,
+            edits,
+            ctx.trace.as_mut(),
+            &self.tracer,
+        )
+        .await?;
+        Ok(true)
     }
 
     /// Runs for each upstream attempt (again on a retry): picks the backend round robin (a
@@ -161,7 +203,7 @@ impl ProxyHttp for TracegateProxy {
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
         let gateway = Arc::clone(&ctx.gateway);
-        let Some((pool, strip)) = ctx.route.and_then(|r| gateway.proxy_target(r)) else {
+        let Some(pool) = ctx.route.and_then(|r| gateway.proxy_target(r)) else {
             return Error::e_explain(
                 ErrorType::InternalError,
                 "upstream_peer without a proxy route",
@@ -179,9 +221,16 @@ impl ProxyHttp for TracegateProxy {
         let backend = pool.backends[idx];
         ctx.backend = Some(backend);
         if let Some(t) = &mut ctx.trace {
-            let path = session.req_header().uri.path();
-            let sent = strip.map_or_else(|| path.to_owned(), |p| strip_path_prefix(path, p));
-            t.begin_attempt(&self.tracer, pool.name.clone(), backend, sent);
+            let sent = ctx
+                .upstream_uri
+                .as_ref()
+                .unwrap_or(&session.req_header().uri);
+            t.begin_attempt(
+                &self.tracer,
+                pool.name.clone(),
+                backend,
+                sent.path().to_owned(),
+            );
         }
         let mut peer = HttpPeer::new(backend, false, String::new());
         peer.options.connection_timeout = Some(pool.timeouts.connect);
@@ -207,23 +256,23 @@ impl ProxyHttp for TracegateProxy {
         Ok(())
     }
 
-    /// Runs before the request head goes upstream: applies `strip_prefix` and sets
-    /// `traceparent`/`tracestate` for this attempt.
+    /// Runs before the request head goes upstream (once per attempt, on a fresh copy of the
+    /// client's head): the route's path rewrite, the Host, `X-Forwarded-*`/`Forwarded` and the
+    /// route's header edits, then `traceparent`/`tracestate` for this attempt.
     async fn upstream_request_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_request: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        if let Some((_, Some(prefix))) = ctx.proxy_target() {
-            let pq = upstream_request
-                .uri
-                .path_and_query()
-                .map_or("/", |p| p.as_str());
-            let uri = strip_path_prefix(pq, prefix)
-                .parse()
-                .map_err(|e| Error::because(ErrorType::InternalError, "strip_prefix", e))?;
-            upstream_request.set_uri(uri);
+        if let (Some(route), Some(pool)) = (ctx.route(), ctx.proxy_target()) {
+            let target = apply::UpstreamTarget {
+                uri: ctx.upstream_uri.as_ref(),
+                backend: ctx.backend,
+                pass_host: &pool.pass_host,
+                forwarded: ctx.gateway.router.forwarded(),
+            };
+            apply::prepare_upstream_request(session, upstream_request, route, target)?;
         }
         if let Some(t) = &ctx.trace {
             hooks::inject(t, upstream_request)?;
@@ -244,15 +293,18 @@ impl ProxyHttp for TracegateProxy {
         Ok(())
     }
 
-    /// Runs before the upstream's response head goes downstream: records the response headers
-    /// on the capture allowlist and adds the trace response headers (`traceresponse`, the
-    /// trace-id header) when configured.
+    /// Runs before the upstream's response head goes downstream: applies the route's
+    /// `response_headers` edits, records the response headers on the capture allowlist and adds
+    /// the trace response headers (`traceresponse`, the trace-id header) when configured.
     async fn response_filter(
         &self,
         _session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if let Some(route) = ctx.route() {
+            apply::apply_response_edits(&route.response_headers, upstream_response)?;
+        }
         if let Some(t) = &mut ctx.trace {
             hooks::response(t, &self.tracer, upstream_response)?;
         }
@@ -283,7 +335,7 @@ impl ProxyHttp for TracegateProxy {
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        let backends = ctx.proxy_target().map_or(1, |(p, _)| p.backends.len());
+        let backends = ctx.proxy_target().map_or(1, |p| p.backends.len());
         if let Some(t) = &mut ctx.trace {
             hooks::attempt_error(t, &e);
             e.set_retry((t.attempts() as usize) < backends);
@@ -315,7 +367,8 @@ impl ProxyHttp for TracegateProxy {
     }
 
     /// Runs when the request failed for good: answers 504 for upstream timeouts, 502 for other
-    /// upstream failures, and Pingora's defaults otherwise.
+    /// upstream failures, and Pingora's defaults otherwise, with the route's `response_headers`
+    /// edits.
     async fn fail_to_proxy(
         &self,
         session: &mut Session,
@@ -334,12 +387,13 @@ impl ProxyHttp for TracegateProxy {
             _ => 500,
         };
         if code > 0 {
-            let reason = http::StatusCode::from_u16(code)
-                .ok()
-                .and_then(|c| c.canonical_reason())
-                .unwrap_or("Error");
-            let body = Bytes::from(format!("{code} {reason}\n"));
-            if let Err(err) = respond(session, code, body, ctx.trace.as_mut(), &self.tracer).await {
+            let gateway = Arc::clone(&ctx.gateway);
+            let edits = ctx
+                .route
+                .map(|i| &gateway.router.routes()[i].response_headers);
+            let body = status_body(code);
+            let trace = ctx.trace.as_mut();
+            if let Err(err) = respond(session, code, body, None, edits, trace, &self.tracer).await {
                 log::debug!("cannot send the error response downstream: {err}");
             }
         }
