@@ -612,7 +612,10 @@ fn redirect_without_a_host_is_a_bad_request() {
     let resp = send_raw(&proxy.addr(), b"GET /x HTTP/1.0\r\n\r\n", false).unwrap();
     assert_eq!(resp.status, 400);
     assert!(resp.header("location").is_none());
-    proxy.wait_for_log("bad request: 400 route=to-https", WAIT);
+    proxy.wait_for_log(
+        "bad request: 400 GET /x route=to-https: the request has no Host to redirect to",
+        WAIT,
+    );
     let resp = http_get(&proxy.addr(), "/x", &[("host", "a.example")]);
     assert_eq!(resp.header("location"), Some("https://a.example/x"));
 }

@@ -9,8 +9,9 @@
 use crate::routing::headers::HeaderEdit;
 use crate::routing::redirect::{RedirectError, RedirectRequest};
 use crate::routing::{
-    forwarded, ForwardedPolicy, HeaderEdits, PassHost, Redirect, RequestHead, Route,
+    forwarded, ForwardedPolicy, HeaderEdits, PassHost, Redirect, RequestHead, Route, RouteAction,
 };
+use bytes::Bytes;
 use http::HeaderValue;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::protocols::Digest;
@@ -51,7 +52,7 @@ fn digest_is_tls(digest: Option<&Digest>) -> bool {
 
 /// The URI to send upstream when the route rewrites the path, computed once per request;
 /// `None` when the path is sent as received. The query is kept.
-pub(super) fn upstream_uri(route: &Route, req: &RequestHeader) -> Result<Option<http::Uri>> {
+fn upstream_uri(route: &Route, req: &RequestHeader) -> Result<Option<http::Uri>> {
     if route.rewrite.is_identity() {
         return Ok(None);
     }
@@ -161,8 +162,51 @@ pub(super) fn apply_response_edits(edits: &HeaderEdits, resp: &mut ResponseHeade
     result
 }
 
+/// What the matched route does with this request.
+pub(super) enum Answer {
+    /// Proxy it, with this URI when the path is rewritten.
+    Proxy(Option<http::Uri>),
+    /// Answer it here: status, body and, for a redirect, `Location`.
+    Own(u16, Bytes, Option<HeaderValue>),
+}
+
+/// Decides the answer of a matched route: the rewritten URI of a proxy route, the fixed
+/// answer of a `respond` route, the `Location` of a redirect. A request the route cannot
+/// handle (a path that cannot be rewritten, a redirect without a host to keep) gets 400 and
+/// one log line.
+pub(super) fn answer(session: &Session, route: &Route) -> Answer {
+    let result = match &route.action {
+        RouteAction::Proxy { .. } => upstream_uri(route, session.req_header())
+            .map(Answer::Proxy)
+            .map_err(|e| e.to_string()),
+        RouteAction::Respond { status, body } => Ok(Answer::Own(*status, body.clone(), None)),
+        RouteAction::Redirect(r) => redirect_location(session, route, r)
+            .map(|l| Answer::Own(r.status, status_body(r.status), Some(l)))
+            .map_err(|e| e.to_string()),
+    };
+    result.unwrap_or_else(|e| {
+        let req = session.req_header();
+        log::warn!(
+            "bad request: 400 {} {} route={}: {e}",
+            req.method,
+            req.uri.path(),
+            route.name
+        );
+        Answer::Own(400, status_body(400), None)
+    })
+}
+
+/// The body of the proxy's own answer with this status: `404 Not Found\n`.
+pub(super) fn status_body(code: u16) -> Bytes {
+    let reason = http::StatusCode::from_u16(code)
+        .ok()
+        .and_then(|c| c.canonical_reason())
+        .unwrap_or("Error");
+    Bytes::from(format!("{code} {reason}\n"))
+}
+
 /// The `Location` of a redirect route for this request.
-pub(super) fn redirect_location(
+fn redirect_location(
     session: &Session,
     route: &Route,
     redirect: &Redirect,

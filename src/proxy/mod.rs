@@ -12,7 +12,7 @@ mod apply;
 pub use apply::downstream_is_tls;
 
 use crate::gateway::{Gateway, SharedGateway};
-use crate::routing::{HeaderEdits, Route, RouteAction};
+use crate::routing::{HeaderEdits, Route};
 use crate::trace::{hooks, RequestTrace, Tracer};
 use crate::upstream::UpstreamPool;
 use async_trait::async_trait;
@@ -99,15 +99,6 @@ async fn respond(
     Ok(())
 }
 
-/// The body of the proxy's own answer with this status: `404 Not Found\n`.
-fn status_body(code: u16) -> Bytes {
-    let reason = http::StatusCode::from_u16(code)
-        .ok()
-        .and_then(|c| c.canonical_reason())
-        .unwrap_or("Error");
-    Bytes::from(format!("{code} {reason}\n"))
-}
-
 #[async_trait]
 impl ProxyHttp for TracegateProxy {
     type CTX = RequestCtx;
@@ -152,8 +143,7 @@ impl ProxyHttp for TracegateProxy {
             .await?;
             return Ok(true);
         };
-        let gateway = Arc::clone(&ctx.gateway);
-        let route = &gateway.router.routes()[i];
+        let route = &ctx.gateway.router.routes()[i];
         ctx.route = Some(i);
         if let Some(t) = &mut ctx.trace {
             t.set_route(route.name.clone());
@@ -161,38 +151,18 @@ impl ProxyHttp for TracegateProxy {
                 t.apply_route_ratio(&self.tracer, ratio);
             }
         }
-        let edits = Some(&route.response_headers);
-        let (status, body, location) = match &route.action {
-            RouteAction::Proxy { .. } => match apply::upstream_uri(route, session.req_header()) {
-                Ok(uri) => {
-                    ctx.upstream_uri = uri;
-                    return Ok(false);
-                }
-                Err(e) => {
-                    log::warn!("bad request: 400 route={}: {e}", route.name);
-                    (400, status_body(400), None)
-                }
-            },
-            RouteAction::Respond { status, body } => (*status, body.clone(), None),
-            RouteAction::Redirect(r) => match apply::redirect_location(session, route, r) {
-                Ok(l) => (r.status, status_body(r.status), Some(l)),
-                Err(e) => {
-                    log::warn!("bad request: 400 route={}: {e}", route.name);
-                    (400, status_body(400), None)
-                }
-            },
-        };
-        respond(
-            session,
-            status,
-            body,
-            location,
-            edits,
-            ctx.trace.as_mut(),
-            &self.tracer,
-        )
-        .await?;
-        Ok(true)
+        match apply::answer(session, route) {
+            apply::Answer::Proxy(uri) => {
+                ctx.upstream_uri = uri;
+                Ok(false)
+            }
+            apply::Answer::Own(status, body, location) => {
+                let edits = Some(&route.response_headers);
+                let trace = ctx.trace.as_mut();
+                respond(session, status, body, location, edits, trace, &self.tracer).await?;
+                Ok(true)
+            }
+        }
     }
 
     /// Runs for each upstream attempt (again on a retry): picks the backend round robin (a
@@ -387,11 +357,10 @@ impl ProxyHttp for TracegateProxy {
             _ => 500,
         };
         if code > 0 {
-            let gateway = Arc::clone(&ctx.gateway);
             let edits = ctx
                 .route
-                .map(|i| &gateway.router.routes()[i].response_headers);
-            let body = status_body(code);
+                .map(|i| &ctx.gateway.router.routes()[i].response_headers);
+            let body = apply::status_body(code);
             let trace = ctx.trace.as_mut();
             if let Err(err) = respond(session, code, body, None, edits, trace, &self.tracer).await {
                 log::debug!("cannot send the error response downstream: {err}");
