@@ -702,3 +702,18 @@ fn bad_routing_configs_are_refused() {
     assert_eq!(code, 64, "{out}");
     assert!(out.contains("upstreams.app.host: "), "{out}");
 }
+
+/// The shipped configs, which show the routing keys, load.
+#[test]
+fn shipped_configs_pass_the_check() {
+    for (name, yaml) in [
+        ("tracegate.yaml", include_str!("../config/tracegate.yaml")),
+        (
+            "edge-example.yaml",
+            include_str!("../config/edge-example.yaml"),
+        ),
+    ] {
+        let (code, out) = run_check(yaml);
+        assert_eq!(code, 0, "{name}: {out}");
+    }
+}
