@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tracegate::routing::{
-    Conditions, HostMatch, PathMatch, RequestHead, Route, RouteAction, Router,
+    Conditions, HostMatch, PathMatch, RequestHead, Route, RouteAction, Router, Scheme,
 };
 use tracegate::trace::otlp::OtlpEncoder;
 use tracegate::trace::pipeline::PipelineStats;
@@ -179,6 +179,7 @@ fn routing(c: &mut Criterion) {
     let mut g = c.benchmark_group("routing");
     for (case, router, host, path, headers, want) in cases {
         let head = RequestHead {
+            scheme: Scheme::Http,
             method: &get,
             host: Some(host),
             path,

@@ -63,6 +63,9 @@ fn conditions_and_priority_select_the_route() {
   - name: api-write
     match: {{ path_prefix: /api/ }}
     respond: {{ body: write }}
+  - name: secure-only
+    match: {{ path: /secure, scheme: https }}
+    respond: {{ body: secure }}
   - name: fallback
     match: {{ path_prefix: / }}
     respond: {{ body: fallback }}
@@ -80,6 +83,13 @@ upstreams:
     type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], &'a str, &'a str);
     let cases: &[Case] = &[
         ("GET", "/login", &[], "login", "exact path"),
+        (
+            "GET",
+            "/secure",
+            &[],
+            "fallback",
+            "scheme: https does not match plain HTTP",
+        ),
         (
             "GET",
             "/login/",
@@ -528,7 +538,7 @@ fn redirects_answer_with_location() {
     match: { path_prefix: /account }
     redirect: { path: /login }
   - name: to-https
-    match: { path_prefix: / }
+    match: { path_prefix: /, scheme: http }
     response_headers: { set: { Cache-Control: no-store } }
     redirect: { scheme: https }
 "#;
@@ -605,7 +615,7 @@ fn redirects_answer_with_location() {
 fn redirect_without_a_host_is_a_bad_request() {
     let body = r#"routes:
   - name: to-https
-    match: { path_prefix: / }
+    match: { path_prefix: /, scheme: http }
     redirect: { scheme: https }
 "#;
     let proxy = Proxy::start(&config(None, body));

@@ -134,6 +134,7 @@ pub struct FileRoute {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileMatch {
+    pub scheme: Option<String>,
     pub host: Option<String>,
     pub path: Option<String>,
     pub path_prefix: Option<String>,

@@ -5,7 +5,7 @@ use super::file::{FileForwarded, FileHeaderEdits, FileOneOrMany, FileRoute, File
 use super::model::{defaults, Ctx};
 use super::ConfigError;
 use crate::routing::headers::{config_value, Side};
-use crate::routing::matching::parse_method;
+use crate::routing::matching::{parse_method, Scheme};
 use crate::routing::redirect::RedirectFields;
 use crate::routing::rewrite::{check_path, parse_add_prefix};
 use crate::routing::{
@@ -135,7 +135,12 @@ fn check_match(c: &Ctx<'_>, key: &str, r: &FileRoute) -> Result<Conditions, Conf
             .ok_or_else(|| c.err(&k, "the value has characters not allowed in a header"))?;
         headers.push((n, v));
     }
+    let scheme = match &m.scheme {
+        None => None,
+        Some(s) => Some(Scheme::parse(s).map_err(|e| c.err(format!("{key}.match.scheme"), e))?),
+    };
     Ok(Conditions {
+        scheme,
         host,
         path,
         methods,
@@ -355,6 +360,7 @@ routes:
   - name: canary
     priority: 5
     match:
+      scheme: HTTP
       host: "*.Example.com"
       path: /login
       methods: [get, HEAD, GET]
@@ -380,6 +386,10 @@ forwarded: { trusted: ["10.0.0.0/8"], headers: [forwarded] }
         .unwrap();
         let r = &c.router.routes()[0];
         assert_eq!(r.priority, 5);
+        assert_eq!(
+            r.conditions.scheme,
+            Some(crate::routing::matching::Scheme::Http)
+        );
         assert_eq!(
             r.conditions.host.as_ref().unwrap().to_string(),
             "*.example.com"
@@ -443,6 +453,7 @@ forwarded: { trusted: ["10.0.0.0/8"], headers: [forwarded] }
             ("routes: [{name: a, match: {headers: {\"x y\": a}}, respond: {}}]", "routes[0].match.headers.x y", "not a valid header name", "bad header name"),
             ("routes: [{name: a, match: {headers: {X-A: a, x-a: b}}, respond: {}}]", "routes[0].match.headers.x-a", "given twice", "same header in two cases"),
             ("routes: [{name: a, match: {headers: {x-a: \"\\u0001\"}}, respond: {}}]", "routes[0].match.headers.x-a", "not allowed", "control character"),
+            ("routes: [{name: a, match: {scheme: ftp}, respond: {}}]", "routes[0].match.scheme", "expected http or https", "unknown scheme"),
             ("routes: [{name: a, priority: high, respond: {}}]", "routes[0].priority", "", "priority is an integer"),
             ("routes: [{name: a, priority: 99999999999, respond: {}}]", "routes[0].priority", "", "priority out of range"),
             ("routes: [{name: a, add_prefix: v2, upstream: app}]", "routes[0].add_prefix", "must start with '/'", "relative add_prefix"),

@@ -7,6 +7,7 @@
 //! Pingora's header-case map stays consistent).
 
 use crate::routing::headers::HeaderEdit;
+use crate::routing::matching::Scheme;
 use crate::routing::redirect::{RedirectError, RedirectRequest};
 use crate::routing::{
     forwarded, ForwardedPolicy, HeaderEdits, PassHost, Redirect, RequestHead, Route, RouteAction,
@@ -32,6 +33,11 @@ pub(super) fn request_host(session: &Session) -> Option<&str> {
 pub(super) fn request_head(session: &Session) -> RequestHead<'_> {
     let req = session.req_header();
     RequestHead {
+        scheme: if downstream_is_tls(session) {
+            Scheme::Https
+        } else {
+            Scheme::Http
+        },
         method: &req.method,
         host: request_host(session),
         path: req.uri.path(),

@@ -10,12 +10,47 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method};
 /// The parts of a request that routes match on. All borrowed from the request head.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestHead<'a> {
+    /// `https` when the downstream connection is TLS.
+    pub scheme: Scheme,
     pub method: &'a Method,
     /// The Host header value, or the URI authority for HTTP/2; a port is allowed.
     pub host: Option<&'a str>,
     /// The URI path, without the query.
     pub path: &'a str,
     pub headers: &'a HeaderMap,
+}
+
+/// A request's scheme: whether the connection to the proxy is TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Http,
+    Https,
+}
+
+impl Scheme {
+    /// `http` or `https`, in any case.
+    pub fn parse(s: &str) -> Result<Scheme, String> {
+        match s.trim() {
+            s if s.eq_ignore_ascii_case("http") => Ok(Scheme::Http),
+            s if s.eq_ignore_ascii_case("https") => Ok(Scheme::Https),
+            s => Err(format!("{s:?}: expected http or https")),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+
+    /// The port a URL of this scheme has when it names none (RFC 9110 §4.2).
+    pub fn default_port(self) -> u16 {
+        match self {
+            Scheme::Http => 80,
+            Scheme::Https => 443,
+        }
+    }
 }
 
 /// `match.host`: an exact name or a `*.` wildcard.
@@ -126,6 +161,8 @@ impl PathMatch {
 /// All conditions of one route. Empty (the default) matches everything.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Conditions {
+    /// `match.scheme`: the downstream connection is (`https`) or is not (`http`) TLS.
+    pub scheme: Option<Scheme>,
     pub host: Option<HostMatch>,
     pub path: Option<PathMatch>,
     /// `match.methods`; empty means any method.
@@ -138,6 +175,9 @@ impl Conditions {
     /// True when every condition holds. `host` is the request host already split from its
     /// port (see [`super::split_host_port`]).
     pub fn matches(&self, req: &RequestHead<'_>, host: Option<&str>) -> bool {
+        if self.scheme.is_some_and(|s| s != req.scheme) {
+            return false;
+        }
         if let Some(p) = &self.path {
             if !p.matches(req.path) {
                 return false;
@@ -294,6 +334,7 @@ mod tests {
         let get = Method::GET;
         let post = Method::POST;
         let head = |method, headers, path| RequestHead {
+            scheme: Scheme::Http,
             method,
             host: None,
             path,
@@ -354,6 +395,24 @@ mod tests {
                 head(&get, &empty, "/login"),
                 false,
                 "paths are case-sensitive",
+            ),
+            (
+                Conditions {
+                    scheme: Some(Scheme::Https),
+                    ..Default::default()
+                },
+                head(&get, &empty, "/"),
+                false,
+                "https only: a plain HTTP request does not match",
+            ),
+            (
+                Conditions {
+                    scheme: Some(Scheme::Http),
+                    ..Default::default()
+                },
+                head(&get, &empty, "/"),
+                true,
+                "http only",
             ),
             (
                 Conditions {

@@ -34,7 +34,7 @@ pub mod rewrite;
 
 pub use forwarded::ForwardedPolicy;
 pub use headers::HeaderEdits;
-pub use matching::{Conditions, HostMatch, PathMatch, RequestHead};
+pub use matching::{Conditions, HostMatch, PathMatch, RequestHead, Scheme};
 pub use redirect::Redirect;
 pub use rewrite::{strip_path_prefix, PassHost, PathRewrite};
 
@@ -93,7 +93,9 @@ impl Route {
 /// ```
 /// use bytes::Bytes;
 /// use http::{HeaderMap, Method};
-/// use tracegate::routing::{Conditions, HostMatch, PathMatch, RequestHead, Route, RouteAction, Router};
+/// use tracegate::routing::{
+///     Conditions, HostMatch, PathMatch, RequestHead, Route, RouteAction, Router, Scheme,
+/// };
 ///
 /// let route = |name: &str, host: Option<&str>, prefix: &str| Route {
 ///     conditions: Conditions {
@@ -109,7 +111,13 @@ impl Route {
 ///     route("default", None, "/"),
 /// ]);
 /// let headers = HeaderMap::new();
-/// let head = |host, path| RequestHead { method: &Method::GET, host: Some(host), path, headers: &headers };
+/// let head = |host, path| RequestHead {
+///     scheme: Scheme::Http,
+///     method: &Method::GET,
+///     host: Some(host),
+///     path,
+///     headers: &headers,
+/// };
 /// assert_eq!(&*router.route(&head("API.example.com:8080", "/api/users")).unwrap().name, "api");
 /// assert_eq!(&*router.route(&head("acme.example.com", "/api/users")).unwrap().name, "tenants");
 /// assert_eq!(&*router.route(&head("example.com", "/api/users")).unwrap().name, "default");
@@ -203,6 +211,7 @@ mod tests {
 
     fn head<'a>(host: Option<&'a str>, path: &'a str, headers: &'a HeaderMap) -> RequestHead<'a> {
         RequestHead {
+            scheme: Scheme::Http,
             method: &Method::GET,
             host,
             path,
@@ -344,6 +353,7 @@ mod tests {
         ];
         for (m, h, want, why) in cases {
             let req = RequestHead {
+                scheme: Scheme::Http,
                 method: &m,
                 host: None,
                 path: "/",

@@ -7,6 +7,7 @@
 //! `Location` is a path (`/new/x?q=1`, a relative reference, RFC 9110 §10.2.2), which stays
 //! right behind another proxy or TLS terminator.
 
+use super::matching::Scheme;
 use super::rewrite::{check_path, PathRewrite};
 use super::split_host_port;
 use http::HeaderValue;
@@ -33,28 +34,6 @@ pub enum RedirectTarget {
         port: Option<u16>,
         path: Option<Box<str>>,
     },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scheme {
-    Http,
-    Https,
-}
-
-impl Scheme {
-    fn as_str(self) -> &'static str {
-        match self {
-            Scheme::Http => "http",
-            Scheme::Https => "https",
-        }
-    }
-
-    fn default_port(self) -> u16 {
-        match self {
-            Scheme::Http => 80,
-            Scheme::Https => 443,
-        }
-    }
 }
 
 /// The request a redirect answers.
@@ -199,11 +178,9 @@ impl Redirect {
                         "path replaces the whole path, so strip_prefix/add_prefix have nothing to act on".into(),
                     ));
                 }
-                let scheme = match f.scheme.map(str::trim) {
+                let scheme = match f.scheme {
                     None => None,
-                    Some(s) if s.eq_ignore_ascii_case("http") => Some(Scheme::Http),
-                    Some(s) if s.eq_ignore_ascii_case("https") => Some(Scheme::Https),
-                    Some(s) => return Err(("scheme", format!("{s:?}: expected http or https"))),
+                    Some(s) => Some(Scheme::parse(s).map_err(|r| ("scheme", r))?),
                 };
                 let host = match f.host {
                     None => None,
