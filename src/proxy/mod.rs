@@ -166,7 +166,7 @@ impl ProxyHttp for TracegateProxy {
     }
 
     /// Runs for each upstream attempt (again on a retry): picks the backend round robin (a
-    /// retry takes the next one) and opens the attempt's CLIENT span.
+    /// retry takes the next one) and opens the attempt's CLIENT span with the path sent.
     async fn upstream_peer(
         &self,
         session: &mut Session,
