@@ -13,7 +13,9 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
-use tracegate::routing::{Route, RouteAction, Router};
+use tracegate::routing::{
+    Conditions, HostMatch, PathMatch, RequestHead, Route, RouteAction, Router, Scheme,
+};
 use tracegate::trace::otlp::OtlpEncoder;
 use tracegate::trace::pipeline::PipelineStats;
 use tracegate::trace::span::{ClientFields, ServerFields, SpanBody, SpanRecord};
@@ -74,60 +76,119 @@ fn w3c(c: &mut Criterion) {
 
 fn route(name: &str, host: Option<&str>, path_prefix: Option<&str>) -> Route {
     Route {
-        name: name.into(),
-        host: host.map(str::to_owned),
-        path_prefix: path_prefix.map(str::to_owned),
-        action: RouteAction::Proxy {
-            upstream: 0,
-            strip_prefix: None,
+        conditions: Conditions {
+            host: host.map(|h| HostMatch::parse(h).expect("valid host pattern")),
+            path: path_prefix.map(|p| PathMatch::Prefix(p.into())),
+            ..Conditions::default()
         },
-        sample_ratio: None,
+        ..Route::new(name, RouteAction::Proxy { upstream: 0 })
     }
 }
 
 /// Route lookup, once per request on the request thread: a linear, first-match-wins scan over
 /// a 10-route table that mixes host-only, prefix-only and host + prefix routes. Measured for the
-/// first route, the last route and a request that matches nothing (every route is tried).
+/// first route, the last route and a request that matches nothing (every route is tried). A
+/// second table puts a wildcard host, a method list and a header condition in front of the same
+/// routes, and measures a request matched by the header route and one that falls through all of
+/// them to the last route. The request head is the one the proxy passes: method, host, path and
+/// a typical browser header map.
 fn routing(c: &mut Criterion) {
-    let router = Router::new(vec![
-        route("api-v2", Some("api.example.com"), Some("/v2/")),
-        route("api-v1", Some("api.example.com"), Some("/v1/")),
-        route("api-health", Some("api.example.com"), Some("/healthz")),
-        route("auth", Some("auth.example.com"), None),
-        route("admin", Some("admin.example.com"), Some("/admin")),
-        route("images", None, Some("/images/")),
-        route("static", None, Some("/static/")),
-        route("ws", Some("www.example.com"), Some("/ws")),
-        route("docs", Some("docs.example.com"), Some("/")),
-        route("cdn", Some("cdn.example.com"), Some("/assets/")),
-    ]);
+    let table = || {
+        vec![
+            route("api-v2", Some("api.example.com"), Some("/v2/")),
+            route("api-v1", Some("api.example.com"), Some("/v1/")),
+            route("api-health", Some("api.example.com"), Some("/healthz")),
+            route("auth", Some("auth.example.com"), None),
+            route("admin", Some("admin.example.com"), Some("/admin")),
+            route("images", None, Some("/images/")),
+            route("static", None, Some("/static/")),
+            route("ws", Some("www.example.com"), Some("/ws")),
+            route("docs", Some("docs.example.com"), Some("/")),
+            route("cdn", Some("cdn.example.com"), Some("/assets/")),
+        ]
+    };
+    let router = Router::new(table());
+    let mut mixed = vec![
+        Route {
+            conditions: Conditions {
+                headers: vec![(
+                    http::HeaderName::from_static("x-env"),
+                    http::HeaderValue::from_static("canary"),
+                )],
+                ..Conditions::default()
+            },
+            ..route("canary", Some("*.example.com"), Some("/v2/"))
+        },
+        Route {
+            conditions: Conditions {
+                methods: vec![http::Method::POST, http::Method::PUT],
+                ..Conditions::default()
+            },
+            ..route("writes", Some("*.example.com"), Some("/v2/"))
+        },
+        route("tenants", Some("*.tenants.example.com"), None),
+    ];
+    mixed.extend(table());
+    let mixed = Router::new(mixed);
+    let headers = typical_headers();
+    let mut canary_headers = typical_headers();
+    canary_headers.insert("x-env", http::HeaderValue::from_static("canary"));
+    let get = http::Method::GET;
     let cases = [
         (
             "first_match",
+            &router,
             "api.example.com",
             "/v2/users/42",
+            &headers,
             Some("api-v2"),
         ),
         (
             "last_match",
+            &router,
             "CDN.example.com:443",
             "/assets/app.js",
+            &headers,
             Some("cdn"),
         ),
-        ("no_match", "unknown.example.org", "/nothing/here", None),
+        (
+            "no_match",
+            &router,
+            "unknown.example.org",
+            "/nothing/here",
+            &headers,
+            None,
+        ),
+        (
+            "header_match",
+            &mixed,
+            "api.example.com",
+            "/v2/users/42",
+            &canary_headers,
+            Some("canary"),
+        ),
+        (
+            "mixed_last_match",
+            &mixed,
+            "CDN.example.com:443",
+            "/assets/app.js",
+            &headers,
+            Some("cdn"),
+        ),
     ];
     let mut g = c.benchmark_group("routing");
-    for (case, host, path, want) in cases {
-        assert_eq!(
-            router.route(Some(host), path).map(|r| &*r.name),
-            want,
-            "{case}"
-        );
-        g.bench_with_input(
-            BenchmarkId::new("route", case),
-            &(host, path),
-            |b, &(host, path)| b.iter(|| router.route(black_box(Some(host)), black_box(path))),
-        );
+    for (case, router, host, path, headers, want) in cases {
+        let head = RequestHead {
+            scheme: Scheme::Http,
+            method: &get,
+            host: Some(host),
+            path,
+            headers,
+        };
+        assert_eq!(router.route(&head).map(|r| &*r.name), want, "{case}");
+        g.bench_with_input(BenchmarkId::new("route", case), &head, |b, head| {
+            b.iter(|| router.route(black_box(head)))
+        });
     }
     g.finish();
 }

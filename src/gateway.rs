@@ -41,25 +41,22 @@ impl Gateway {
         }
     }
 
-    /// For a proxy route (by index in the router): its pool and its `strip_prefix`.
-    pub fn proxy_target(&self, route: usize) -> Option<(&UpstreamPool, Option<&str>)> {
+    /// For a proxy route (by index in the router): the index of its upstream.
+    fn upstream_of(&self, route: usize) -> Option<usize> {
         match &self.router.routes().get(route)?.action {
-            RouteAction::Proxy {
-                upstream,
-                strip_prefix,
-            } => Some((&self.upstreams[*upstream], strip_prefix.as_deref())),
-            RouteAction::Respond { .. } => None,
+            RouteAction::Proxy { upstream } => Some(*upstream),
+            RouteAction::Respond { .. } | RouteAction::Redirect(_) => None,
         }
     }
-}
 
-impl Gateway {
-    /// The peer template of a proxy route's upstream (by index in the router).
+    /// For a proxy route (by index in the router): its upstream pool.
+    pub fn proxy_target(&self, route: usize) -> Option<&UpstreamPool> {
+        self.upstreams.get(self.upstream_of(route)?)
+    }
+
+    /// For a proxy route (by index in the router): how to connect to its upstream's backends.
     pub fn peer_template(&self, route: usize) -> Option<&PeerTemplate> {
-        match &self.router.routes().get(route)?.action {
-            RouteAction::Proxy { upstream, .. } => self.peers.get(*upstream),
-            RouteAction::Respond { .. } => None,
-        }
+        self.peers.get(self.upstream_of(route)?)
     }
 }
 

@@ -18,6 +18,8 @@ pub struct FileConfig {
     pub routes: Vec<FileRoute>,
     #[serde(default)]
     pub upstreams: BTreeMap<String, FileUpstream>,
+    #[serde(default)]
+    pub forwarded: FileForwarded,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -121,17 +123,26 @@ pub struct FileRoute {
     pub name: String,
     #[serde(rename = "match", default)]
     pub match_: FileMatch,
+    pub priority: Option<i32>,
     pub upstream: Option<String>,
     pub strip_prefix: Option<String>,
+    pub add_prefix: Option<String>,
+    pub request_headers: Option<FileHeaderEdits>,
+    pub response_headers: Option<FileHeaderEdits>,
     pub respond: Option<FileRespond>,
+    pub redirect: Option<FileRedirect>,
     pub sample_ratio: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileMatch {
+    pub scheme: Option<String>,
     pub host: Option<String>,
+    pub path: Option<String>,
     pub path_prefix: Option<String>,
+    pub methods: Option<Vec<String>>,
+    pub headers: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -147,6 +158,48 @@ fn default_respond_status() -> u16 {
     200
 }
 
+/// `routes[].request_headers` / `routes[].response_headers`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileHeaderEdits {
+    #[serde(default)]
+    pub set: BTreeMap<String, String>,
+    #[serde(default)]
+    pub add: BTreeMap<String, FileOneOrMany>,
+    #[serde(default)]
+    pub remove: Vec<String>,
+}
+
+/// A value, or a list of values.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum FileOneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// `routes[].redirect`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileRedirect {
+    pub url: Option<String>,
+    pub scheme: Option<String>,
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub path: Option<String>,
+    pub status: Option<u16>,
+}
+
+/// `forwarded`: the X-Forwarded-* and Forwarded headers of proxied requests.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileForwarded {
+    /// `none`, `all`, or a list of networks.
+    pub trusted: Option<FileTrust>,
+    /// Which header families to write: `x-forwarded`, `forwarded`.
+    pub headers: Option<Vec<String>>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileUpstream {
@@ -158,6 +211,8 @@ pub struct FileUpstream {
     pub tls: Option<FileUpstreamTls>,
     /// HTTP/2 to the backends: ALPN `h2` over TLS, prior knowledge (h2c) over plain TCP.
     pub http2: Option<bool>,
+    pub pass_host: Option<bool>,
+    pub host: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -183,7 +238,7 @@ pub struct FileListener {
     pub addr: String,
     pub tls: Option<FileListenerTls>,
     pub http2: Option<bool>,
-    pub redirect_https: Option<FileRedirect>,
+    pub redirect_https: Option<FileRedirectHttps>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -201,7 +256,7 @@ pub struct FileCertificate {
 
 /// `redirect_https`: `true`/`false`, or the HTTPS port to redirect to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FileRedirect {
+pub enum FileRedirectHttps {
     Enabled(bool),
     Port(u64),
 }
@@ -230,21 +285,21 @@ impl<'de> Deserialize<'de> for FileListen {
     }
 }
 
-impl<'de> Deserialize<'de> for FileRedirect {
+impl<'de> Deserialize<'de> for FileRedirectHttps {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
         impl serde::de::Visitor<'_> for V {
-            type Value = FileRedirect;
+            type Value = FileRedirectHttps;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("true, false or the HTTPS port (1-65535)")
             }
-            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<FileRedirect, E> {
-                Ok(FileRedirect::Enabled(v))
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<FileRedirectHttps, E> {
+                Ok(FileRedirectHttps::Enabled(v))
             }
-            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<FileRedirect, E> {
-                Ok(FileRedirect::Port(v))
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<FileRedirectHttps, E> {
+                Ok(FileRedirectHttps::Port(v))
             }
-            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<FileRedirect, E> {
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<FileRedirectHttps, E> {
                 Err(E::custom(format!(
                     "{v} is not a port: expected true, false or 1-65535"
                 )))

@@ -2,7 +2,7 @@
 //! [`ListenerSpec`]s. Certificate files are read and checked here, so a bad file stops the load
 //! with the key and the path.
 
-use super::file::{FileListen, FileListener, FileRedirect};
+use super::file::{FileListen, FileListener, FileRedirectHttps};
 use super::model::{defaults, Ctx};
 use super::ConfigError;
 use crate::tls::certs::CertFile;
@@ -126,18 +126,18 @@ fn listener(
         defaults::H2C
     });
     let redirect_https = match f.redirect_https {
-        None | Some(FileRedirect::Enabled(false)) => None,
+        None | Some(FileRedirectHttps::Enabled(false)) => None,
         Some(_) if tls.is_some() => {
             return Err(c.err(
                 format!("{key}.redirect_https"),
                 "only applies to a plain listener: this one already serves HTTPS",
             ))
         }
-        Some(FileRedirect::Enabled(true)) => Some(match first_tls {
+        Some(FileRedirectHttps::Enabled(true)) => Some(match first_tls {
             Some(t) => RedirectHttps::Listener(t),
             None => RedirectHttps::Port(defaults::REDIRECT_HTTPS_PORT),
         }),
-        Some(FileRedirect::Port(p)) => match u16::try_from(p) {
+        Some(FileRedirectHttps::Port(p)) => match u16::try_from(p) {
             Ok(p) if p > 0 => Some(RedirectHttps::Port(p)),
             _ => {
                 return Err(c.err(

@@ -98,6 +98,23 @@ pub mod defaults {
     /// connection per request in flight); 100 is the minimum a server should allow
     /// (RFC 9113 §6.5.2, SETTINGS_MAX_CONCURRENT_STREAMS).
     pub const UPSTREAM_H2_STREAMS: usize = 100;
+    /// `upstreams.*.pass_host`: the client's Host goes upstream unchanged, as Traefik's
+    /// `passHostHeader: true` and what a drop-in for an edge proxy in front of virtual hosts
+    /// needs (nginx's default is the backend's name, `pass_host: false`).
+    pub const PASS_HOST: bool = true;
+    /// `routes[].priority`: every route 0, so routes are tried in file order.
+    pub const ROUTE_PRIORITY: i32 = 0;
+    /// `routes[].redirect.status`: 302 Found, as nginx `return URL` and Traefik's redirect
+    /// middlewares without `permanent`. Browsers do not cache it, so a mistaken redirect is
+    /// undone by fixing the config; use 301/308 once the move is final.
+    pub const REDIRECT_STATUS: u16 = 302;
+    /// `forwarded.trusted`: no client is trusted, so incoming `X-Forwarded-*`/`Forwarded`
+    /// values are always replaced and a client cannot pass itself off as another address (as
+    /// Traefik without `trustedIPs`). Behind a load balancer, list its networks.
+    pub const FORWARDED_TRUSTED: crate::trace::trust::Trust = crate::trace::trust::Trust::None;
+    /// `forwarded.headers`: both families, `X-Forwarded-For/-Proto/-Host` (what upstreams
+    /// behind nginx and Traefik read) and RFC 7239 `Forwarded`.
+    pub const FORWARDED_HEADERS: [&str; 2] = ["x-forwarded", "forwarded"];
     /// `server.threads`: worker threads; 0 in the file also means this.
     pub fn threads() -> usize {
         std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -141,6 +158,8 @@ pub struct UpstreamSpec {
     pub tls: Option<UpstreamTls>,
     /// HTTP/2 to the backends (ALPN over TLS, prior knowledge over plain TCP).
     pub http2: bool,
+    /// The Host header sent to the backends (`pass_host`, `host`).
+    pub pass_host: crate::routing::PassHost,
 }
 
 pub(super) struct Ctx<'a> {
@@ -327,7 +346,8 @@ impl Config {
         }
         let telemetry = telemetry(&c, &f, env)?;
         let (upstreams, index) = super::upstreams::check_upstreams(&c, &f.upstreams)?;
-        let router = Router::new(super::routes::check_routes(&c, &f.routes, &index)?);
+        let router = Router::new(super::routes::check_routes(&c, &f.routes, &index)?)
+            .with_forwarded(super::routes::check_forwarded(&c, &f.forwarded)?);
         Ok(Config {
             listen,
             listeners,

@@ -3,6 +3,8 @@
 use super::file::FileUpstream;
 use super::model::{defaults, Ctx, UpstreamSpec};
 use super::ConfigError;
+use crate::routing::rewrite::{backend_host, parse_fixed_host};
+use crate::routing::PassHost;
 use crate::upstream::UpstreamTimeouts;
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -53,6 +55,7 @@ pub(super) fn check_upstreams(
             }
         }
         let tls = super::upstream_tls::check_tls(c, &key, u, &backends)?;
+        let pass_host = pass_host(c, &key, u, &backends)?;
         index.insert(name.clone(), out.len());
         out.push(UpstreamSpec {
             name: name.clone(),
@@ -60,9 +63,36 @@ pub(super) fn check_upstreams(
             timeouts,
             tls,
             http2: u.http2.unwrap_or(defaults::UPSTREAM_HTTP2),
+            pass_host,
         });
     }
     Ok((out, index))
+}
+
+/// `pass_host` and `host`: the Host header the backends receive.
+fn pass_host(
+    c: &Ctx<'_>,
+    key: &str,
+    u: &FileUpstream,
+    backends: &[SocketAddr],
+) -> Result<PassHost, ConfigError> {
+    match (&u.host, u.pass_host.unwrap_or(defaults::PASS_HOST)) {
+        (Some(_), true) if u.pass_host == Some(true) => Err(c.err(
+            format!("{key}.host"),
+            "host replaces the client's Host, which pass_host: true keeps; set one of them",
+        )),
+        (Some(h), _) => Ok(PassHost::Fixed(
+            parse_fixed_host(h).map_err(|r| c.err(format!("{key}.host"), r))?,
+        )),
+        (None, true) => Ok(PassHost::Client),
+        (None, false) => Ok(PassHost::Backend(
+            u.backends
+                .iter()
+                .zip(backends)
+                .map(|(written, resolved)| (*resolved, backend_host(written, *resolved)))
+                .collect(),
+        )),
+    }
 }
 
 /// A backend is `host:port`; a host name is resolved once, at load time (as nginx does

@@ -172,7 +172,7 @@ pub(super) async fn redirect_to_https(
         return Ok(false);
     }
     let pq = req.uri.path_and_query().map_or("/", |p| p.as_str());
-    let location = super::request_host(session).and_then(|h| https_location(h, port, pq));
+    let location = super::apply::request_host(session).and_then(|h| https_location(h, port, pq));
     let (status, body) = match &location {
         Some(_) => (308, Bytes::from_static(b"308 Permanent Redirect\n")),
         None => (

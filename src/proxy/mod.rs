@@ -7,11 +7,14 @@
 //! `upstream_response_body_filter`… → `logging`. On failure `fail_to_connect` or
 //! `error_while_proxy`, then `fail_to_proxy`, and `logging` still runs last.
 
+mod apply;
 pub mod listeners;
 pub mod peer;
 
+pub use apply::downstream_is_tls;
+
 use crate::gateway::{Gateway, SharedGateway};
-use crate::routing::{strip_path_prefix, RouteAction};
+use crate::routing::{HeaderEdits, Route};
 use crate::trace::{hooks, RequestTrace, Tracer};
 use crate::upstream::UpstreamPool;
 use async_trait::async_trait;
@@ -43,6 +46,8 @@ pub struct RequestCtx {
     first_backend: Option<usize>,
     /// The backend of the current attempt.
     backend: Option<SocketAddr>,
+    /// The URI sent upstream when the route rewrites the path (computed once per request).
+    upstream_uri: Option<http::Uri>,
 }
 
 impl TracegateProxy {
@@ -62,23 +67,37 @@ impl TracegateProxy {
 }
 
 impl RequestCtx {
-    fn proxy_target(&self) -> Option<(&UpstreamPool, Option<&str>)> {
+    fn proxy_target(&self) -> Option<&UpstreamPool> {
         self.gateway.proxy_target(self.route?)
+    }
+
+    /// The matched route.
+    fn route(&self) -> Option<&Route> {
+        self.gateway.router.routes().get(self.route?)
     }
 }
 
-/// Writes a complete response of the proxy's own (a `respond` route, 404, an upstream
-/// failure) with a plain-text body and the trace response headers.
+/// Writes a complete response of the proxy's own (a `respond` or `redirect` route, 404, an
+/// upstream failure) with a plain-text body, a `Location` for a redirect, the matched route's
+/// `response_headers` edits and the trace response headers.
 async fn respond(
     session: &mut Session,
     status: u16,
     body: Bytes,
+    location: Option<http::HeaderValue>,
+    edits: Option<&HeaderEdits>,
     trace: Option<&mut RequestTrace>,
     tracer: &Tracer,
 ) -> Result<()> {
     let mut resp = ResponseHeader::build(status, Some(4))?;
     resp.insert_header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
     resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
+    if let Some(l) = location {
+        resp.insert_header(http::header::LOCATION, l)?;
+    }
+    if let Some(e) = edits {
+        apply::apply_response_edits(e, &mut resp)?;
+    }
     if let Some(t) = trace {
         hooks::response(t, tracer, &mut resp)?;
     }
@@ -90,14 +109,6 @@ async fn respond(
         session.write_response_body(Some(body), true).await?;
     }
     Ok(())
-}
-
-fn request_host(session: &Session) -> Option<&str> {
-    let req = session.req_header();
-    req.headers
-        .get(http::header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .or_else(|| req.uri.authority().map(|a| a.as_str()))
 }
 
 #[async_trait]
@@ -112,6 +123,7 @@ impl ProxyHttp for TracegateProxy {
             route: None,
             first_backend: None,
             backend: None,
+            upstream_uri: None,
         }
     }
 
@@ -127,8 +139,9 @@ impl ProxyHttp for TracegateProxy {
     }
 
     /// Redirects to HTTPS on a listener with `redirect_https`, then routes the request (and
-    /// applies the route's own sampling ratio). No route: 404. A `respond` route answers here.
-    /// Returns `true` when the response has been written and proxying stops.
+    /// applies the route's own sampling ratio). No route: 404. A `respond` or `redirect` route
+    /// answers here; a proxy route computes the path it sends upstream. Returns `true` when
+    /// the response has been written and proxying stops.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         if let Some(r) = &self.redirects {
             if listeners::redirect_to_https(r, session, ctx.trace.as_mut(), &ctx.gateway.tracer)
@@ -137,12 +150,13 @@ impl ProxyHttp for TracegateProxy {
                 return Ok(true);
             }
         }
-        let path = session.req_header().uri.path();
-        let Some(i) = ctx.gateway.router.find(request_host(session), path) else {
+        let Some(i) = ctx.gateway.router.find(&apply::request_head(session)) else {
             respond(
                 session,
                 404,
                 Bytes::from_static(b"404 Not Found: no route matches this request\n"),
+                None,
+                None,
                 ctx.trace.as_mut(),
                 &ctx.gateway.tracer,
             )
@@ -157,32 +171,39 @@ impl ProxyHttp for TracegateProxy {
                 t.apply_route_ratio(&ctx.gateway.tracer, ratio);
             }
         }
-        match &route.action {
-            RouteAction::Respond { status, body } => {
+        match apply::answer(session, route) {
+            apply::Answer::Proxy(uri) => {
+                ctx.upstream_uri = uri;
+                Ok(false)
+            }
+            apply::Answer::Own(status, body, location) => {
+                let edits = Some(&route.response_headers);
+                let trace = ctx.trace.as_mut();
                 respond(
                     session,
-                    *status,
-                    body.clone(),
-                    ctx.trace.as_mut(),
+                    status,
+                    body,
+                    location,
+                    edits,
+                    trace,
                     &ctx.gateway.tracer,
                 )
                 .await?;
                 Ok(true)
             }
-            RouteAction::Proxy { .. } => Ok(false),
         }
     }
 
     /// Runs for each upstream attempt (again on a retry): picks the backend round robin (a
-    /// retry takes the next one), opens the attempt's CLIENT span and builds the peer (TLS and
-    /// HTTP version per the upstream's settings).
+    /// retry takes the next one), opens the attempt's CLIENT span with the path sent and builds
+    /// the peer (TLS and HTTP version per the upstream's settings).
     async fn upstream_peer(
         &self,
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
         let gateway = Arc::clone(&ctx.gateway);
-        let Some((pool, strip)) = ctx.route.and_then(|r| gateway.proxy_target(r)) else {
+        let Some(pool) = ctx.route.and_then(|r| gateway.proxy_target(r)) else {
             return Error::e_explain(
                 ErrorType::InternalError,
                 "upstream_peer without a proxy route",
@@ -200,9 +221,16 @@ impl ProxyHttp for TracegateProxy {
         let backend = pool.backends[idx];
         ctx.backend = Some(backend);
         if let Some(t) = &mut ctx.trace {
-            let path = session.req_header().uri.path();
-            let sent = strip.map_or_else(|| path.to_owned(), |p| strip_path_prefix(path, p));
-            t.begin_attempt(&ctx.gateway.tracer, pool.name.clone(), backend, sent);
+            let sent = ctx
+                .upstream_uri
+                .as_ref()
+                .unwrap_or(&session.req_header().uri);
+            t.begin_attempt(
+                &ctx.gateway.tracer,
+                pool.name.clone(),
+                backend,
+                sent.path().to_owned(),
+            );
         }
         peer::for_attempt(
             &gateway,
@@ -231,23 +259,23 @@ impl ProxyHttp for TracegateProxy {
         Ok(())
     }
 
-    /// Runs before the request head goes upstream: applies `strip_prefix` and sets
-    /// `traceparent`/`tracestate` for this attempt.
+    /// Runs before the request head goes upstream (once per attempt, on a fresh copy of the
+    /// client's head): the route's path rewrite, the Host, `X-Forwarded-*`/`Forwarded` and the
+    /// route's header edits, then `traceparent`/`tracestate` for this attempt.
     async fn upstream_request_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_request: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        if let Some((_, Some(prefix))) = ctx.proxy_target() {
-            let pq = upstream_request
-                .uri
-                .path_and_query()
-                .map_or("/", |p| p.as_str());
-            let uri = strip_path_prefix(pq, prefix)
-                .parse()
-                .map_err(|e| Error::because(ErrorType::InternalError, "strip_prefix", e))?;
-            upstream_request.set_uri(uri);
+        if let (Some(route), Some(pool)) = (ctx.route(), ctx.proxy_target()) {
+            let target = apply::UpstreamTarget {
+                uri: ctx.upstream_uri.as_ref(),
+                backend: ctx.backend,
+                pass_host: &pool.pass_host,
+                forwarded: ctx.gateway.router.forwarded(),
+            };
+            apply::prepare_upstream_request(session, upstream_request, route, target)?;
         }
         if let Some(t) = &ctx.trace {
             hooks::inject(t, upstream_request)?;
@@ -268,15 +296,18 @@ impl ProxyHttp for TracegateProxy {
         Ok(())
     }
 
-    /// Runs before the upstream's response head goes downstream: records the response headers
-    /// on the capture allowlist and adds the trace response headers (`traceresponse`, the
-    /// trace-id header) when configured.
+    /// Runs before the upstream's response head goes downstream: applies the route's
+    /// `response_headers` edits, records the response headers on the capture allowlist and adds
+    /// the trace response headers (`traceresponse`, the trace-id header) when configured.
     async fn response_filter(
         &self,
         _session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if let Some(route) = ctx.route() {
+            apply::apply_response_edits(&route.response_headers, upstream_response)?;
+        }
         if let Some(t) = &mut ctx.trace {
             hooks::response(t, &ctx.gateway.tracer, upstream_response)?;
         }
@@ -307,7 +338,7 @@ impl ProxyHttp for TracegateProxy {
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        let backends = ctx.proxy_target().map_or(1, |(p, _)| p.backends.len());
+        let backends = ctx.proxy_target().map_or(1, |p| p.backends.len());
         if let Some(t) = &mut ctx.trace {
             hooks::attempt_error(t, &e);
             e.set_retry((t.attempts() as usize) < backends);
@@ -339,7 +370,8 @@ impl ProxyHttp for TracegateProxy {
     }
 
     /// Runs when the request failed for good: answers 504 for upstream timeouts, 502 for other
-    /// upstream failures, and Pingora's defaults otherwise.
+    /// upstream failures, and Pingora's defaults otherwise, with the route's `response_headers`
+    /// edits.
     async fn fail_to_proxy(
         &self,
         session: &mut Session,
@@ -358,13 +390,13 @@ impl ProxyHttp for TracegateProxy {
             _ => 500,
         };
         if code > 0 {
-            let reason = http::StatusCode::from_u16(code)
-                .ok()
-                .and_then(|c| c.canonical_reason())
-                .unwrap_or("Error");
-            let body = Bytes::from(format!("{code} {reason}\n"));
+            let edits = ctx
+                .route
+                .map(|i| &ctx.gateway.router.routes()[i].response_headers);
+            let body = apply::status_body(code);
+            let trace = ctx.trace.as_mut();
             if let Err(err) =
-                respond(session, code, body, ctx.trace.as_mut(), &ctx.gateway.tracer).await
+                respond(session, code, body, None, edits, trace, &ctx.gateway.tracer).await
             {
                 log::debug!("cannot send the error response downstream: {err}");
             }

@@ -1,12 +1,42 @@
-//! Request routing: a request head in, a route out. Pure code, no sockets and no Pingora types.
+//! Request routing: a request head in, a route out, and what the route does to the request and
+//! its response. Pure code, no sockets and no Pingora types (the `http` crate's types only).
 //!
-//! Routes are tried in file order and the first match wins (nginx `location` order is not
-//! emulated: order is explicit, as in Traefik with equal priorities). A route matches when every
-//! condition it sets holds:
-//! - `host`: the request host equals it, compared without case, without the port and without a
-//!   trailing dot (`API.example.com:8080` matches `api.example.com`).
+//! **Order.** Routes are tried in file order and the first match wins, unless `priority` says
+//! otherwise: routes with a higher priority are tried first, and routes of equal priority keep
+//! their file order (the default priority is 0). Neither Traefik's default (the longest rule
+//! first) nor nginx's `location` rules (exact `=` first, then the longest prefix, then regexes in
+//! order) are emulated: the order is what the file says.
+//!
+//! **Matching** ([`matching`]). A route matches when every condition it sets holds:
+//! - `host`: the request host (Host header, or the HTTP/2 authority) equals it, compared without
+//!   case, without the port and without a trailing dot (`API.example.com:8080` matches
+//!   `api.example.com`). `*.example.com` matches one or more labels before `example.com`
+//!   (`a.example.com`, `a.b.example.com`), never `example.com` itself nor `example.org`.
+//! - `path`: the request path (without query) equals it, byte for byte.
 //! - `path_prefix`: the request path starts with it, byte for byte (as nginx `location /api`
 //!   and Traefik `PathPrefix`: `/api` also matches `/apis`; write `/api/` to match a segment).
+//!   Paths are compared as received: no percent-decoding, no dot-segment removal, case-sensitive.
+//! - `methods`: the request method is one of them (methods are case-sensitive, RFC 9110 §9.1).
+//! - `headers`: for each name (case-insensitive), at least one field line of that name has
+//!   exactly this value (case-sensitive, whole line: `a, b` is not split into `a` and `b`).
+//!
+//! **Actions.** `upstream` (proxy, with [`rewrite`] of the path and the Host, and the
+//! [`forwarded`] headers), `respond` (a fixed answer) or `redirect` ([`redirect`]). Per-route
+//! header edits ([`headers`]) change the request sent upstream and the response sent back.
+//!
+//! The [`Router`] is immutable once built: a config reload builds a new one and swaps it whole.
+
+pub mod forwarded;
+pub mod headers;
+pub mod matching;
+pub mod redirect;
+pub mod rewrite;
+
+pub use forwarded::ForwardedPolicy;
+pub use headers::HeaderEdits;
+pub use matching::{Conditions, HostMatch, PathMatch, RequestHead, Scheme};
+pub use redirect::Redirect;
+pub use rewrite::{strip_path_prefix, PassHost, PathRewrite};
 
 use bytes::Bytes;
 use std::sync::Arc;
@@ -14,94 +44,129 @@ use std::sync::Arc;
 /// What a matched route does.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RouteAction {
-    /// Proxy to the upstream pool with this index, after removing `strip_prefix` from the path.
-    Proxy {
-        upstream: usize,
-        strip_prefix: Option<String>,
-    },
-    /// Answer directly, without an upstream (nginx `return`).
+    /// Proxy to the upstream pool with this index.
+    Proxy { upstream: usize },
+    /// Answer directly, without an upstream (nginx `return 200 …`).
     Respond { status: u16, body: Bytes },
+    /// Answer with a redirect (nginx `return 301 …`).
+    Redirect(Redirect),
 }
 
 /// One route: its name (used as `http.route`), its conditions and its action.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Route {
     pub name: Arc<str>,
-    /// Lower-case host without port or trailing dot.
-    pub host: Option<String>,
-    pub path_prefix: Option<String>,
+    pub conditions: Conditions,
+    /// Higher is tried first; equal priorities keep file order.
+    pub priority: i32,
+    /// The path sent upstream (or redirected to).
+    pub rewrite: PathRewrite,
+    /// Edits of the request sent upstream.
+    pub request_headers: HeaderEdits,
+    /// Edits of every response of this route: proxied, its own (`respond`, `redirect`) and
+    /// the proxy's errors (502, 504).
+    pub response_headers: HeaderEdits,
     pub action: RouteAction,
     /// This route's own head-sampling ratio for new traces (`routes[].sample_ratio`).
     pub sample_ratio: Option<f64>,
 }
 
 impl Route {
-    fn matches(&self, host: Option<&str>, path: &str) -> bool {
-        if let Some(want) = &self.host {
-            match host {
-                Some(h) if host_eq(h, want) => {}
-                _ => return false,
-            }
+    /// A route without conditions (it matches everything), priority 0, no rewrite and no
+    /// header edits.
+    pub fn new(name: &str, action: RouteAction) -> Route {
+        Route {
+            name: name.into(),
+            conditions: Conditions::default(),
+            priority: 0,
+            rewrite: PathRewrite::default(),
+            request_headers: HeaderEdits::default(),
+            response_headers: HeaderEdits::default(),
+            action,
+            sample_ratio: None,
         }
-        if let Some(prefix) = &self.path_prefix {
-            if !path.starts_with(prefix.as_str()) {
-                return false;
-            }
-        }
-        true
     }
 }
 
-/// The ordered route table.
+/// The ordered route table, and the forwarding-header policy of the proxied requests.
 ///
 /// ```
 /// use bytes::Bytes;
-/// use tracegate::routing::{Route, RouteAction, Router};
+/// use http::{HeaderMap, Method};
+/// use tracegate::routing::{
+///     Conditions, HostMatch, PathMatch, RequestHead, Route, RouteAction, Router, Scheme,
+/// };
 ///
 /// let route = |name: &str, host: Option<&str>, prefix: &str| Route {
-///     name: name.into(),
-///     host: host.map(str::to_owned),
-///     path_prefix: Some(prefix.to_owned()),
-///     action: RouteAction::Respond { status: 200, body: Bytes::new() },
-///     sample_ratio: None,
+///     conditions: Conditions {
+///         host: host.map(|h| HostMatch::parse(h).unwrap()),
+///         path: Some(PathMatch::Prefix(prefix.into())),
+///         ..Conditions::default()
+///     },
+///     ..Route::new(name, RouteAction::Respond { status: 200, body: Bytes::new() })
 /// };
 /// let router = Router::new(vec![
 ///     route("api", Some("api.example.com"), "/api"),
+///     route("tenants", Some("*.example.com"), "/"),
 ///     route("default", None, "/"),
 /// ]);
-/// assert_eq!(&*router.route(Some("API.example.com:8080"), "/api/users").unwrap().name, "api");
-/// assert_eq!(&*router.route(Some("www.example.com"), "/api/users").unwrap().name, "default");
+/// let headers = HeaderMap::new();
+/// let head = |host, path| RequestHead {
+///     scheme: Scheme::Http,
+///     method: &Method::GET,
+///     host: Some(host),
+///     path,
+///     headers: &headers,
+/// };
+/// assert_eq!(&*router.route(&head("API.example.com:8080", "/api/users")).unwrap().name, "api");
+/// assert_eq!(&*router.route(&head("acme.example.com", "/api/users")).unwrap().name, "tenants");
+/// assert_eq!(&*router.route(&head("example.com", "/api/users")).unwrap().name, "default");
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct Router {
     routes: Vec<Route>,
+    forwarded: ForwardedPolicy,
 }
 
 impl Router {
-    pub fn new(routes: Vec<Route>) -> Self {
-        Router { routes }
+    /// A router trying `routes` by descending priority, in the given order within a priority.
+    pub fn new(mut routes: Vec<Route>) -> Self {
+        // A stable sort: equal priorities keep file order.
+        routes.sort_by_key(|r| std::cmp::Reverse(r.priority));
+        Router {
+            routes,
+            forwarded: ForwardedPolicy::default(),
+        }
     }
 
-    /// The first route matching `host` (a Host header value or URI authority, port allowed) and
-    /// `path` (the URI path, without query), or `None` (the proxy answers 404).
-    pub fn route(&self, host: Option<&str>, path: &str) -> Option<&Route> {
-        self.find(host, path).map(|i| &self.routes[i])
+    /// The same router with this forwarding-header policy.
+    pub fn with_forwarded(mut self, forwarded: ForwardedPolicy) -> Self {
+        self.forwarded = forwarded;
+        self
+    }
+
+    /// The first route matching the request, or `None` (the proxy answers 404).
+    pub fn route(&self, req: &RequestHead<'_>) -> Option<&Route> {
+        self.find(req).map(|i| &self.routes[i])
     }
 
     /// Like [`Router::route`], returning the route's index in [`Router::routes`].
-    pub fn find(&self, host: Option<&str>, path: &str) -> Option<usize> {
-        let host = host.map(|h| split_host_port(h).0);
-        self.routes.iter().position(|r| r.matches(host, path))
+    pub fn find(&self, req: &RequestHead<'_>) -> Option<usize> {
+        let host = req.host.map(|h| split_host_port(h).0);
+        self.routes
+            .iter()
+            .position(|r| r.conditions.matches(req, host))
     }
 
+    /// The routes in the order they are tried.
     pub fn routes(&self) -> &[Route] {
         &self.routes
     }
-}
 
-fn host_eq(request_host: &str, route_host: &str) -> bool {
-    let h = request_host.strip_suffix('.').unwrap_or(request_host);
-    h.eq_ignore_ascii_case(route_host)
+    /// How `X-Forwarded-*` and `Forwarded` are written on proxied requests.
+    pub fn forwarded(&self) -> &ForwardedPolicy {
+        &self.forwarded
+    }
 }
 
 /// Splits `host[:port]` (also `[v6]:port`) into the host and the port, if one is present and
@@ -121,30 +186,36 @@ pub fn split_host_port(s: &str) -> (&str, Option<u16>) {
     }
 }
 
-/// The path to send upstream after removing `prefix`; always starts with `/`.
-/// `/app/items?q=1` with prefix `/app` becomes `/items?q=1`; `/app` becomes `/`.
-pub fn strip_path_prefix(path_and_query: &str, prefix: &str) -> String {
-    match path_and_query.strip_prefix(prefix) {
-        Some(rest) if rest.starts_with('/') => rest.to_owned(),
-        Some(rest) => format!("/{rest}"),
-        None => path_and_query.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::{HeaderMap, HeaderName, HeaderValue, Method};
+
+    fn respond() -> RouteAction {
+        RouteAction::Respond {
+            status: 200,
+            body: Bytes::new(),
+        }
+    }
 
     fn route(name: &str, host: Option<&str>, prefix: Option<&str>) -> Route {
         Route {
-            name: name.into(),
-            host: host.map(str::to_owned),
-            path_prefix: prefix.map(str::to_owned),
-            action: RouteAction::Respond {
-                status: 200,
-                body: Bytes::new(),
+            conditions: Conditions {
+                host: host.map(|h| HostMatch::parse(h).unwrap()),
+                path: prefix.map(|p| PathMatch::Prefix(p.into())),
+                ..Conditions::default()
             },
-            sample_ratio: None,
+            ..Route::new(name, respond())
+        }
+    }
+
+    fn head<'a>(host: Option<&'a str>, path: &'a str, headers: &'a HeaderMap) -> RequestHead<'a> {
+        RequestHead {
+            scheme: Scheme::Http,
+            method: &Method::GET,
+            host,
+            path,
+            headers,
         }
     }
 
@@ -154,6 +225,7 @@ mod tests {
             route("api", Some("api.example.com"), Some("/api")),
             route("api-host", Some("api.example.com"), None),
             route("static", None, Some("/static/")),
+            route("tenants", Some("*.example.com"), None),
             route("default", None, Some("/")),
         ]);
         let cases: &[(Option<&str>, &str, Option<&str>, &str)] = &[
@@ -190,14 +262,32 @@ mod tests {
             (
                 Some("www.example.com"),
                 "/api/users",
-                Some("default"),
+                Some("tenants"),
                 "host mismatch skips the api routes",
             ),
             (
                 Some("www.example.com"),
                 "/static/a.css",
                 Some("static"),
-                "prefix-only route",
+                "prefix-only route, before the wildcard",
+            ),
+            (
+                Some("a.b.example.com:443"),
+                "/x",
+                Some("tenants"),
+                "wildcard: two labels, with a port",
+            ),
+            (
+                Some("example.com"),
+                "/x",
+                Some("default"),
+                "wildcard: not the bare domain",
+            ),
+            (
+                Some("www.example.org"),
+                "/x",
+                Some("default"),
+                "wildcard: not another domain",
             ),
             (
                 None,
@@ -218,17 +308,114 @@ mod tests {
                 "no suffix tricks on host",
             ),
         ];
+        let h = HeaderMap::new();
         for (host, path, want, why) in cases {
-            let got = r.route(*host, path).map(|r| &*r.name);
+            let got = r.route(&head(*host, path, &h)).map(|r| &*r.name);
             assert_eq!(got, *want, "{why}: {host:?} {path}");
+        }
+    }
+
+    #[test]
+    fn methods_and_headers_select_routes() {
+        let canary = Route {
+            conditions: Conditions {
+                headers: vec![(
+                    HeaderName::from_static("x-env"),
+                    HeaderValue::from_static("canary"),
+                )],
+                ..Conditions::default()
+            },
+            ..Route::new("canary", respond())
+        };
+        let read_only = Route {
+            conditions: Conditions {
+                methods: vec![Method::GET, Method::HEAD],
+                ..Conditions::default()
+            },
+            ..Route::new("read", respond())
+        };
+        let r = Router::new(vec![canary, read_only, route("rest", None, None)]);
+        let mut canary_h = HeaderMap::new();
+        canary_h.insert("X-Env", HeaderValue::from_static("canary"));
+        let none = HeaderMap::new();
+        // (method, headers, route, reason)
+        let cases = [
+            (
+                Method::POST,
+                &canary_h,
+                "canary",
+                "the header selects the canary for any method",
+            ),
+            (Method::GET, &none, "read", "GET is read-only"),
+            (Method::HEAD, &none, "read", "HEAD is listed too"),
+            (Method::POST, &none, "rest", "POST is not listed"),
+            (Method::DELETE, &none, "rest", "DELETE is not listed"),
+        ];
+        for (m, h, want, why) in cases {
+            let req = RequestHead {
+                scheme: Scheme::Http,
+                method: &m,
+                host: None,
+                path: "/",
+                headers: h,
+            };
+            assert_eq!(&*r.route(&req).unwrap().name, want, "{why}");
+        }
+    }
+
+    #[test]
+    fn priority_order_table() {
+        let p = |name: &str, prefix: &str, priority: i32| Route {
+            priority,
+            ..route(name, None, Some(prefix))
+        };
+        let r = Router::new(vec![
+            p("catch-all", "/", 0),
+            p("api", "/api", 10),
+            p("api-v2", "/api/v2", 10),
+            p("low", "/api/v2/x", -5),
+            p("also-catch-all", "/", 0),
+        ]);
+        let names: Vec<&str> = r.routes().iter().map(|r| &*r.name).collect();
+        assert_eq!(
+            names,
+            ["api", "api-v2", "catch-all", "also-catch-all", "low"],
+            "higher first; equal priorities keep file order"
+        );
+        let h = HeaderMap::new();
+        // (path, route, reason)
+        let cases = [
+            (
+                "/api/v2/users",
+                "api",
+                "equal priority: file order, not the longer prefix (unlike Traefik and nginx)",
+            ),
+            (
+                "/other",
+                "catch-all",
+                "priority 0 catch-all before the later one",
+            ),
+            (
+                "/api/v2/x",
+                "api",
+                "a negative priority goes after the default",
+            ),
+        ];
+        for (path, want, why) in cases {
+            assert_eq!(
+                &*r.route(&head(None, path, &h)).unwrap().name,
+                want,
+                "{why}"
+            );
         }
     }
 
     #[test]
     fn no_match_is_none() {
         let r = Router::new(vec![route("api", Some("api.example.com"), None)]);
-        assert!(r.route(Some("other"), "/").is_none());
-        assert!(r.route(None, "/").is_none());
+        let h = HeaderMap::new();
+        assert!(r.route(&head(Some("other"), "/", &h)).is_none());
+        assert!(r.route(&head(None, "/", &h)).is_none());
     }
 
     #[test]
@@ -258,22 +445,28 @@ mod tests {
         }
     }
 
+    /// Arbitrary request heads never panic the router.
     #[test]
-    fn strip_prefix_table() {
-        let cases = [
-            ("/app/items?q=1", "/app", "/items?q=1", "issue example"),
-            ("/app", "/app", "/", "exact prefix leaves the root"),
-            ("/app?x", "/app", "/?x", "query right after the prefix"),
-            (
-                "/apples",
-                "/app",
-                "/les",
-                "plain string prefix, like the match",
-            ),
-            ("/other", "/app", "/other", "prefix absent: unchanged"),
-        ];
-        for (input, prefix, want, why) in cases {
-            assert_eq!(strip_path_prefix(input, prefix), want, "{why}");
+    fn routing_never_panics() {
+        use rand::{Rng, SeedableRng};
+        let r = Router::new(vec![
+            route("a", Some("*.example.com"), Some("/a")),
+            route("b", Some("example.com"), None),
+            route("c", None, Some("/")),
+        ]);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(23);
+        let alphabet = b"[]:.*/aexmplco09\xc3\xa9";
+        let h = HeaderMap::new();
+        for _ in 0..20_000 {
+            let mut gen = |max: usize| -> String {
+                let n = rng.random_range(0..max);
+                let bytes: Vec<u8> = (0..n)
+                    .map(|_| alphabet[rng.random_range(0..alphabet.len())])
+                    .collect();
+                String::from_utf8_lossy(&bytes).into_owned()
+            };
+            let (host, path) = (gen(20), gen(10));
+            let _ = r.route(&head(Some(&host), &path, &h));
         }
     }
 }

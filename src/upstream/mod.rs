@@ -26,6 +26,8 @@ pub struct UpstreamPool {
     pub name: Arc<str>,
     pub backends: Vec<SocketAddr>,
     pub timeouts: UpstreamTimeouts,
+    /// The Host header sent to this pool's backends.
+    pub pass_host: crate::routing::PassHost,
     next: AtomicUsize,
 }
 
@@ -42,6 +44,7 @@ impl UpstreamPool {
             name: spec.name.as_str().into(),
             backends: spec.backends.clone(),
             timeouts: spec.timeouts,
+            pass_host: spec.pass_host.clone(),
             next: AtomicUsize::new(0),
         }
     }
@@ -77,6 +80,7 @@ mod tests {
             timeouts: t,
             tls: None,
             http2: false,
+            pass_host: Default::default(),
         });
         let picks: Vec<_> = (0..4).map(|_| p.backends[p.pick()]).collect();
         assert_eq!(picks, vec![a, b, a, b]);

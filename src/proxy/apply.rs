@@ -1,0 +1,292 @@
+//! Applies the router's decisions to Pingora's request and response heads: the request head the
+//! router matches on, the rewritten URI and Host, the forwarding headers, the per-route header
+//! edits, a redirect's `Location`, and whether the downstream connection is TLS.
+//!
+//! The decisions themselves are pure code in [`crate::routing`]; this is the thin layer that
+//! reads and writes Pingora's types (with `insert_header`/`append_header`/`remove_header`, so
+//! Pingora's header-case map stays consistent).
+
+use crate::routing::headers::HeaderEdit;
+use crate::routing::matching::Scheme;
+use crate::routing::redirect::{RedirectError, RedirectRequest};
+use crate::routing::{
+    forwarded, ForwardedPolicy, HeaderEdits, PassHost, Redirect, RequestHead, Route, RouteAction,
+};
+use bytes::Bytes;
+use http::HeaderValue;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::protocols::Digest;
+use pingora::proxy::Session;
+use pingora::{Error, ErrorType, Result};
+use std::net::SocketAddr;
+
+/// The request host: the Host header, or the URI authority (HTTP/2 has no Host header).
+pub(super) fn request_host(session: &Session) -> Option<&str> {
+    let req = session.req_header();
+    req.headers
+        .get(http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| req.uri.authority().map(|a| a.as_str()))
+}
+
+/// What the router matches on, borrowed from the downstream request head.
+pub(super) fn request_head(session: &Session) -> RequestHead<'_> {
+    let req = session.req_header();
+    RequestHead {
+        scheme: if downstream_is_tls(session) {
+            Scheme::Https
+        } else {
+            Scheme::Http
+        },
+        method: &req.method,
+        host: request_host(session),
+        path: req.uri.path(),
+        headers: &req.headers,
+    }
+}
+
+/// True when the downstream connection is TLS (the request's scheme is `https`).
+pub fn downstream_is_tls(session: &Session) -> bool {
+    digest_is_tls(session.digest())
+}
+
+/// A connection is TLS when its digest carries TLS details (Pingora fills `ssl_digest` for
+/// every TLS connection, downstream and upstream).
+fn digest_is_tls(digest: Option<&Digest>) -> bool {
+    digest.is_some_and(|d| d.ssl_digest.is_some())
+}
+
+/// The URI to send upstream when the route rewrites the path, computed once per request;
+/// `None` when the path is sent as received. The query is kept.
+fn upstream_uri(route: &Route, req: &RequestHeader) -> Result<Option<http::Uri>> {
+    if route.rewrite.is_identity() {
+        return Ok(None);
+    }
+    if !req.raw_path_is_utf8() {
+        return Error::e_explain(
+            ErrorType::InvalidHTTPHeader,
+            "the request path is not UTF-8 and cannot be rewritten",
+        );
+    }
+    let pq = req.uri.path_and_query().map_or("/", |p| p.as_str());
+    route
+        .rewrite
+        .apply(pq)
+        .parse()
+        .map(Some)
+        .map_err(|e| Error::because(ErrorType::InvalidHTTPHeader, "rewriting the path", e))
+}
+
+/// The upstream-bound request for one attempt: the rewritten URI, the Host for `backend`,
+/// the forwarding headers, then the route's own edits (last, so an operator's explicit
+/// `set` wins over what the proxy computed).
+pub(super) fn prepare_upstream_request(
+    session: &Session,
+    req: &mut RequestHeader,
+    route: &Route,
+    target: UpstreamTarget<'_>,
+) -> Result<()> {
+    if let Some(uri) = target.uri {
+        req.set_uri(uri.clone());
+    }
+    if let Some(host) = target.backend.and_then(|b| target.pass_host.host_for(b)) {
+        req.insert_header(http::header::HOST, host.clone())?;
+    }
+    if !target.forwarded.is_off() {
+        let hop = forwarded::Hop {
+            client: session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.ip()),
+            tls: downstream_is_tls(session),
+            host: request_host(session).map(str::as_bytes),
+        };
+        let mut result = Ok(());
+        target.forwarded.edits(
+            &hop,
+            &session.req_header().headers,
+            |name, value| match value {
+                Some(v) if result.is_ok() => {
+                    result = req.insert_header(name.clone(), v).map(|_| ())
+                }
+                Some(_) => {}
+                None => {
+                    req.remove_header(name);
+                }
+            },
+        );
+        result?;
+    }
+    apply_request_edits(&route.request_headers, req)
+}
+
+/// Where one upstream attempt goes and how its head is built.
+#[derive(Clone, Copy)]
+pub(super) struct UpstreamTarget<'a> {
+    /// The rewritten URI ([`upstream_uri`]), if the path changes.
+    pub uri: Option<&'a http::Uri>,
+    /// The backend of this attempt.
+    pub backend: Option<SocketAddr>,
+    pub pass_host: &'a PassHost,
+    pub forwarded: &'a ForwardedPolicy,
+}
+
+fn apply_request_edits(edits: &HeaderEdits, req: &mut RequestHeader) -> Result<()> {
+    let mut result = Ok(());
+    edits.for_each(|e| {
+        if result.is_err() {
+            return;
+        }
+        result = match e {
+            HeaderEdit::Remove(n) => {
+                req.remove_header(n);
+                Ok(())
+            }
+            HeaderEdit::Set(n, v) => req.insert_header(n.clone(), v.clone()),
+            HeaderEdit::Add(n, v) => req.append_header(n.clone(), v.clone()).map(|_| ()),
+        };
+    });
+    result
+}
+
+/// Applies a route's `response_headers` to a response going downstream.
+pub(super) fn apply_response_edits(edits: &HeaderEdits, resp: &mut ResponseHeader) -> Result<()> {
+    let mut result = Ok(());
+    edits.for_each(|e| {
+        if result.is_err() {
+            return;
+        }
+        result = match e {
+            HeaderEdit::Remove(n) => {
+                resp.remove_header(n);
+                Ok(())
+            }
+            HeaderEdit::Set(n, v) => resp.insert_header(n.clone(), v.clone()),
+            HeaderEdit::Add(n, v) => resp.append_header(n.clone(), v.clone()).map(|_| ()),
+        };
+    });
+    result
+}
+
+/// What the matched route does with this request.
+pub(super) enum Answer {
+    /// Proxy it, with this URI when the path is rewritten.
+    Proxy(Option<http::Uri>),
+    /// Answer it here: status, body and, for a redirect, `Location`.
+    Own(u16, Bytes, Option<HeaderValue>),
+}
+
+/// Decides the answer of a matched route: the rewritten URI of a proxy route, the fixed
+/// answer of a `respond` route, the `Location` of a redirect. A request the route cannot
+/// handle (a path that cannot be rewritten, a redirect without a host to keep) gets 400 and
+/// one log line.
+pub(super) fn answer(session: &Session, route: &Route) -> Answer {
+    let result = match &route.action {
+        RouteAction::Proxy { .. } => upstream_uri(route, session.req_header())
+            .map(Answer::Proxy)
+            .map_err(|e| e.to_string()),
+        RouteAction::Respond { status, body } => Ok(Answer::Own(*status, body.clone(), None)),
+        RouteAction::Redirect(r) => redirect_location(session, route, r)
+            .map(|l| Answer::Own(r.status, status_body(r.status), Some(l)))
+            .map_err(|e| e.to_string()),
+    };
+    result.unwrap_or_else(|e| {
+        let req = session.req_header();
+        log::warn!(
+            "bad request: 400 {} {} route={}: {e}",
+            req.method,
+            req.uri.path(),
+            route.name
+        );
+        Answer::Own(400, status_body(400), None)
+    })
+}
+
+/// The body of the proxy's own answer with this status: `404 Not Found\n`.
+pub(super) fn status_body(code: u16) -> Bytes {
+    let reason = http::StatusCode::from_u16(code)
+        .ok()
+        .and_then(|c| c.canonical_reason())
+        .unwrap_or("Error");
+    Bytes::from(format!("{code} {reason}\n"))
+}
+
+/// The `Location` of a redirect route for this request.
+fn redirect_location(
+    session: &Session,
+    route: &Route,
+    redirect: &Redirect,
+) -> std::result::Result<HeaderValue, RedirectError> {
+    let req = session.req_header();
+    redirect.location(
+        &route.rewrite,
+        &RedirectRequest {
+            tls: downstream_is_tls(session),
+            host: request_host(session),
+            path_and_query: req.uri.path_and_query().map_or("/", |p| p.as_str()),
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pingora::protocols::tls::SslDigest;
+    use std::sync::Arc;
+
+    /// The TLS branch, without a TLS listener: a digest with TLS details is TLS, one without
+    /// (plain TCP) and none at all are not.
+    #[test]
+    fn tls_from_digest_table() {
+        let plain = Digest::default();
+        let tls = Digest {
+            ssl_digest: Some(Arc::new(SslDigest::new(
+                "TLS_AES_128_GCM_SHA256",
+                "TLSv1.3",
+                None,
+                None,
+                Vec::new(),
+            ))),
+            ..Digest::default()
+        };
+        // (digest, is TLS, reason)
+        let cases = [
+            (None, false, "no digest (e.g. a request built in a test)"),
+            (Some(&plain), false, "plain TCP"),
+            (Some(&tls), true, "TLS details present"),
+        ];
+        for (d, want, why) in cases {
+            assert_eq!(digest_is_tls(d), want, "{why}");
+        }
+    }
+
+    #[test]
+    fn edits_reach_pingora_heads() {
+        let edits = HeaderEdits::parse(
+            crate::routing::headers::Side::Response,
+            &[("x-frame-options", "DENY")],
+            &[("link", &["</a>".to_owned(), "</b>".to_owned()])],
+            &["server".to_owned()],
+        )
+        .unwrap();
+        let mut resp = ResponseHeader::build(200, None).unwrap();
+        resp.insert_header("Server", "origin").unwrap();
+        resp.insert_header("X-Frame-Options", "SAMEORIGIN").unwrap();
+        apply_response_edits(&edits, &mut resp).unwrap();
+        assert!(resp.headers.get("server").is_none(), "removed");
+        assert_eq!(
+            resp.headers.get("x-frame-options").unwrap(),
+            "DENY",
+            "replaced"
+        );
+        let links: Vec<_> = resp.headers.get_all("link").iter().collect();
+        assert_eq!(links, ["</a>", "</b>"], "appended");
+        let mut wire = Vec::new();
+        resp.header_to_h1_wire(&mut wire);
+        let wire = String::from_utf8(wire).unwrap();
+        assert!(
+            !wire.to_ascii_lowercase().contains("server"),
+            "the case map follows: {wire}"
+        );
+    }
+}
