@@ -6,7 +6,7 @@
 
 use crate::config::Config;
 use crate::routing::{RouteAction, Router};
-use crate::upstream::UpstreamPool;
+use crate::upstream::{HealthChecks, UpstreamPool};
 use arc_swap::ArcSwap;
 use std::sync::Arc;
 
@@ -16,14 +16,25 @@ pub struct Gateway {
     pub router: Router,
     /// Indexed by `RouteAction::Proxy::upstream`.
     pub upstreams: Vec<UpstreamPool>,
+    /// The active health checks of the pools; they stop when this generation is dropped.
+    health_checks: Option<HealthChecks>,
 }
 
 impl Gateway {
+    /// Builds the routing state of `config` and starts its pools' health checks (on a thread
+    /// of their own; call it from a plain thread, at start-up or on a reload). Backends kept
+    /// from the previous generation keep their health, failures and in-flight counts.
     pub fn new(config: &Config) -> Self {
-        let upstreams = config.upstreams.iter().map(UpstreamPool::new).collect();
+        let upstreams: Vec<UpstreamPool> = config
+            .upstreams
+            .iter()
+            .map(UpstreamPool::with_shared_state)
+            .collect();
+        let health_checks = crate::upstream::start_health_checks(&upstreams);
         Gateway {
             router: config.router.clone(),
             upstreams,
+            health_checks,
         }
     }
 
