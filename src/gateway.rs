@@ -17,7 +17,7 @@ pub struct Gateway {
     /// Indexed by `RouteAction::Proxy::upstream`.
     pub upstreams: Vec<UpstreamPool>,
     /// The active health checks of the pools; they stop when this generation is dropped.
-    health_checks: Option<HealthChecks>,
+    _health_checks: Option<HealthChecks>,
 }
 
 impl Gateway {
@@ -34,7 +34,7 @@ impl Gateway {
         Gateway {
             router: config.router.clone(),
             upstreams,
-            health_checks,
+            _health_checks: health_checks,
         }
     }
 
@@ -56,4 +56,51 @@ pub type SharedGateway = Arc<ArcSwap<Gateway>>;
 /// A shared handle holding `gateway`.
 pub fn shared(gateway: Gateway) -> SharedGateway {
     Arc::new(ArcSwap::from_pointee(gateway))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::load_str;
+    use crate::upstream::{Attempts, Failure, FailureStage};
+    use std::collections::HashMap;
+
+    fn config(extra: &str) -> Config {
+        let yaml = format!(
+            "listen: [\"127.0.0.1:1\"]\nupstreams:\n  gateway-reload-test: {{ backends: [\"192.0.2.10:80\", \"192.0.2.11:80\"]{extra} }}\n"
+        );
+        load_str(&yaml, "t.yaml", &HashMap::<&str, &str>::new()).unwrap()
+    }
+
+    /// A reload builds a new generation while the old one still serves: a backend kept with
+    /// the same settings keeps its state (here: ejected after a failed attempt); changed health
+    /// check settings start afresh.
+    #[test]
+    fn a_reload_keeps_the_state_of_unchanged_backends() {
+        let old = Gateway::new(&config(""));
+        let pool = &old.upstreams[0];
+        let mut a = Attempts::default();
+        let i = pool.begin_attempt(&mut a, None).unwrap();
+        pool.attempt_failed(
+            &mut a,
+            Failure {
+                stage: FailureStage::Connect,
+                replayable: true,
+                reason: "connection_refused",
+            },
+        );
+        assert!(!pool.is_available(i));
+        let new = Gateway::new(&config(""));
+        assert!(
+            !new.upstreams[0].is_available(i),
+            "state kept across the reload"
+        );
+        assert!(new.upstreams[0].is_available(1 - i));
+        let changed = Gateway::new(&config(", health_check: { type: tcp, interval: 1h }"));
+        assert!(
+            changed.upstreams[0].is_available(i),
+            "new health check settings: a fresh state"
+        );
+        drop((old, new, changed));
+    }
 }

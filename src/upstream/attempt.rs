@@ -21,6 +21,11 @@ impl Tried {
         }
     }
 
+    /// Whether any backend was tried (the next attempt is a retry).
+    pub(crate) fn any(&self) -> bool {
+        self.low != 0 || !self.more.is_empty()
+    }
+
     #[inline]
     pub(crate) fn contains(&self, i: usize) -> bool {
         if i < 64 {

@@ -124,20 +124,26 @@ impl Selector {
 
     /// A backend for one attempt. `key` is the hash key (`Hash` only; without one, round
     /// robin); `load` gives in-flight counts (`LeastConn`, `PowerOfTwo`); `tiers` say which
-    /// backends may be used, best first.
+    /// backends may be used, best first. A `retry` takes no turn of its own in the round-robin
+    /// cycle: it goes to the next usable backend after the current turn, so retries do not
+    /// shift which backend the following requests get.
     pub(crate) fn pick(
         &self,
         key: Option<&[u8]>,
         tiers: &[&dyn Fn(usize) -> bool],
         load: &dyn Fn(usize) -> usize,
+        retry: bool,
     ) -> Option<usize> {
         match self.algorithm {
-            Algorithm::RoundRobin => self.round_robin(tiers),
-            Algorithm::LeastConn => self.least_conn(self.turn(), tiers, load),
+            Algorithm::RoundRobin => self.round_robin(tiers, retry),
+            Algorithm::LeastConn => {
+                let start = if retry { self.peek_turn() } else { self.turn() };
+                self.least_conn(start, tiers, load)
+            }
             Algorithm::PowerOfTwo => self.two_choices(tiers, load),
             Algorithm::Hash => match key {
                 Some(k) => tiers.iter().find_map(|ok| self.hash(k, ok)),
-                None => self.round_robin(tiers),
+                None => self.round_robin(tiers, retry),
             },
         }
     }
@@ -151,6 +157,11 @@ impl Selector {
         self.cycle[self.ticket() % self.cycle.len()] as usize
     }
 
+    /// The backend whose turn comes next, without taking it.
+    fn peek_turn(&self) -> usize {
+        self.cycle[self.next.load(Relaxed) % self.cycle.len()] as usize
+    }
+
     /// The first tier with a backend in it (a scan: only off the common path).
     fn first_tier<'t>(
         &self,
@@ -160,8 +171,15 @@ impl Selector {
         tiers.iter().copied().find(|ok| (0..n).any(ok))
     }
 
-    fn round_robin(&self, tiers: &[&dyn Fn(usize) -> bool]) -> Option<usize> {
+    fn round_robin(&self, tiers: &[&dyn Fn(usize) -> bool], retry: bool) -> Option<usize> {
         let len = self.cycle.len();
+        if retry {
+            let t = self.next.load(Relaxed);
+            let ok = self.first_tier(tiers)?;
+            return (0..len)
+                .map(|k| self.cycle[(t + k) % len] as usize)
+                .find(|&i| ok(i));
+        }
         let mut t = self.ticket();
         let first = self.cycle[t % len] as usize;
         if tiers.first().is_some_and(|ok| ok(first)) {
@@ -324,7 +342,7 @@ mod tests {
         let s = Selector::new(Algorithm::RoundRobin, &addrs(3), &[5, 2, 1]);
         let mut counts = [0; 3];
         for _ in 0..8 * 10 {
-            counts[s.pick(None, &[&|_| true], &|_| 0).unwrap()] += 1;
+            counts[s.pick(None, &[&|_| true], &|_| 0, false).unwrap()] += 1;
         }
         assert_eq!(counts, [50, 20, 10]);
     }
@@ -333,7 +351,7 @@ mod tests {
     fn round_robin_skips_refused_backends_keeping_the_others_in_turn() {
         let s = Selector::new(Algorithm::RoundRobin, &addrs(3), &[1, 1, 1]);
         let picks: Vec<_> = (0..6)
-            .map(|_| s.pick(None, &[&|i| i != 1], &|_| 0).unwrap())
+            .map(|_| s.pick(None, &[&|i| i != 1], &|_| 0, false).unwrap())
             .collect();
         assert_eq!(
             picks.iter().filter(|&&i| i == 0).count(),
@@ -341,11 +359,15 @@ mod tests {
             "the survivors share evenly: {picks:?}"
         );
         assert!(!picks.contains(&1));
-        assert_eq!(s.pick(None, &[&|_| false], &|_| 0), None, "nothing allowed");
+        assert_eq!(
+            s.pick(None, &[&|_| false], &|_| 0, false),
+            None,
+            "nothing allowed"
+        );
         let single = Selector::new(Algorithm::RoundRobin, &addrs(4), &[9, 9, 9, 1]);
         for _ in 0..5 {
             assert_eq!(
-                single.pick(None, &[&|i| i == 3], &|_| 0),
+                single.pick(None, &[&|i| i == 3], &|_| 0, false),
                 Some(3),
                 "found past the ticket tries"
             );
@@ -388,7 +410,7 @@ mod tests {
         ];
         for (weights, loads, allowed, want, why) in cases {
             let s = Selector::new(Algorithm::LeastConn, &addrs(weights.len()), weights);
-            let got = s.pick(None, &[&|i| allowed[i]], &|i| loads[i]);
+            let got = s.pick(None, &[&|i| allowed[i]], &|i| loads[i], false);
             assert_eq!(got, Some(*want), "{why}");
         }
     }
@@ -397,7 +419,7 @@ mod tests {
     fn least_conn_ties_go_weighted_round_robin() {
         let s = Selector::new(Algorithm::LeastConn, &addrs(2), &[3, 1]);
         let picks: Vec<_> = (0..8)
-            .map(|_| s.pick(None, &[&|_| true], &|_| 0).unwrap())
+            .map(|_| s.pick(None, &[&|_| true], &|_| 0, false).unwrap())
             .collect();
         assert_eq!(picks, [0, 0, 1, 0, 0, 0, 1, 0]);
     }
@@ -408,18 +430,21 @@ mod tests {
         let loads = [0usize, 5, 9];
         let mut counts = [0; 3];
         for _ in 0..3000 {
-            counts[s.pick(None, &[&|_| true], &|i| loads[i]).unwrap()] += 1;
+            counts[s.pick(None, &[&|_| true], &|i| loads[i], false).unwrap()] += 1;
         }
         assert_eq!(counts[2], 0, "two distinct draws: the busiest always loses");
         assert!(counts[0] > counts[1], "{counts:?}");
         // Two backends: always the lighter one; a refused one is never used.
         let two = Selector::new(Algorithm::PowerOfTwo, &addrs(2), &[1, 1]);
         for _ in 0..200 {
-            assert_eq!(two.pick(None, &[&|_| true], &|i| [4, 1][i]), Some(1));
-            assert_eq!(two.pick(None, &[&|i| i == 0], &|i| [4, 1][i]), Some(0));
+            assert_eq!(two.pick(None, &[&|_| true], &|i| [4, 1][i], false), Some(1));
+            assert_eq!(
+                two.pick(None, &[&|i| i == 0], &|i| [4, 1][i], false),
+                Some(0)
+            );
         }
         let one = Selector::new(Algorithm::PowerOfTwo, &addrs(1), &[1]);
-        assert_eq!(one.pick(None, &[&|_| true], &|_| 0), Some(0));
+        assert_eq!(one.pick(None, &[&|_| true], &|_| 0, false), Some(0));
     }
 
     #[test]
@@ -427,7 +452,7 @@ mod tests {
         let s = Selector::new(Algorithm::PowerOfTwo, &addrs(2), &[3, 1]);
         let mut counts = [0; 2];
         for _ in 0..4000 {
-            counts[s.pick(None, &[&|_| true], &|_| 0).unwrap()] += 1;
+            counts[s.pick(None, &[&|_| true], &|_| 0, false).unwrap()] += 1;
         }
         // With equal loads the first draw wins: it is drawn by weight, so about 3:1.
         assert!((2700..3300).contains(&counts[0]), "{counts:?}");
@@ -438,13 +463,16 @@ mod tests {
         let s = Selector::new(Algorithm::Hash, &addrs(3), &[1, 1, 1]);
         for k in 0..100u32 {
             let key = format!("user-{k}");
-            let first = s.pick(Some(key.as_bytes()), &[&|_| true], &|_| 0);
+            let first = s.pick(Some(key.as_bytes()), &[&|_| true], &|_| 0, false);
             for _ in 0..3 {
-                assert_eq!(s.pick(Some(key.as_bytes()), &[&|_| true], &|_| 0), first);
+                assert_eq!(
+                    s.pick(Some(key.as_bytes()), &[&|_| true], &|_| 0, false),
+                    first
+                );
             }
         }
         let picks: Vec<_> = (0..3)
-            .map(|_| s.pick(None, &[&|_| true], &|_| 0).unwrap())
+            .map(|_| s.pick(None, &[&|_| true], &|_| 0, false).unwrap())
             .collect();
         assert_eq!(picks, [0, 1, 2], "no key: round robin");
     }
@@ -456,7 +484,7 @@ mod tests {
         for k in 0..2000u32 {
             let key = k.to_be_bytes();
             let owner = s.ring_owner(&key).unwrap();
-            let got = s.pick(Some(&key), &[&|i| i != 2], &|_| 0).unwrap();
+            let got = s.pick(Some(&key), &[&|i| i != 2], &|_| 0, false).unwrap();
             assert_ne!(got, 2);
             if owner == 2 {
                 moved += 1;
@@ -465,7 +493,7 @@ mod tests {
             }
         }
         assert!((300..700).contains(&moved), "about a quarter: {moved}");
-        assert_eq!(s.pick(Some(b"k"), &[&|_| false], &|_| 0), None);
+        assert_eq!(s.pick(Some(b"k"), &[&|_| false], &|_| 0, false), None);
     }
 
     /// Removing one backend of n moves only that backend's keys, about 1/n of them; adding

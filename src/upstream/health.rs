@@ -41,6 +41,8 @@ impl Target {
 pub struct HealthChecks {
     _stop: tokio::sync::oneshot::Sender<()>,
     targets: usize,
+    #[cfg(test)]
+    thread: std::thread::JoinHandle<()>,
 }
 
 impl std::fmt::Debug for HealthChecks {
@@ -81,15 +83,28 @@ impl HealthChecks {
                 // Dropping the runtime cancels the probes in progress.
             });
         match spawned {
-            Ok(_) => Some(HealthChecks {
+            #[cfg_attr(not(test), allow(unused_variables))]
+            Ok(thread) => Some(HealthChecks {
                 _stop: stop,
                 targets: count,
+                #[cfg(test)]
+                thread,
             }),
             Err(e) => {
                 log::error!("health checks cannot start: {e}");
                 None
             }
         }
+    }
+}
+
+#[cfg(test)]
+impl HealthChecks {
+    /// Drops the handle as a config generation does, then waits for the thread to end.
+    pub(crate) fn stop_and_join(self) {
+        let HealthChecks { _stop, thread, .. } = self;
+        drop(_stop);
+        thread.join().expect("health check thread");
     }
 }
 
@@ -342,6 +357,45 @@ mod tests {
                 assert!(code <= 999);
             }
         }
+    }
+
+    /// The checks run on their own thread from a plain (non-async) caller, probe every
+    /// interval, and end when the handle is dropped.
+    #[test]
+    fn checks_start_on_their_own_thread_and_stop_with_the_handle() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let pool: Arc<[Arc<BackendState>]> = vec![Arc::new(BackendState::default())].into();
+        let target = Target {
+            upstream: "lifecycle".into(),
+            addr,
+            index: 0,
+            pool: Arc::clone(&pool),
+            check: Arc::new(HealthCheck {
+                interval: Duration::from_millis(20),
+                ..check(1, 1)
+            }),
+        };
+        let checks = HealthChecks::start(vec![target]).expect("started");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut accepted = 0;
+        while accepted < 3 {
+            match listener.accept() {
+                Ok(_) => accepted += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    assert!(std::time::Instant::now() < deadline, "{accepted} probes");
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        checks.stop_and_join();
+        assert!(!pool[0].down.load(Relaxed), "the backend passed its checks");
+        assert!(
+            HealthChecks::start(Vec::new()).is_none(),
+            "nothing to check: no thread"
+        );
     }
 
     /// Probes against real sockets: a listener that answers with a status, one that closes,

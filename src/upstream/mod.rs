@@ -161,7 +161,8 @@ impl UpstreamPool {
             &|i| states[i].available(),
             &|_| true,
         ];
-        self.selector.pick(key, &tiers, &load).unwrap_or(0)
+        let retry = tried.any();
+        self.selector.pick(key, &tiers, &load, retry).unwrap_or(0)
     }
 
     /// The current attempt's response head arrived: it counts as a success for passive health,
@@ -174,7 +175,8 @@ impl UpstreamPool {
     }
 
     /// The current attempt failed. Counts it against the backend (passive health; not for a
-    /// stale keep-alive connection) and says whether to try again:
+    /// stale keep-alive connection, nor once the response head arrived) and says whether to
+    /// try again:
     /// - never once the response head arrived or `timeout` ran out;
     /// - a connect failure: while retries are left, for any method (nothing was sent);
     /// - after the request was sent: the same, only when it is replayable;
@@ -185,7 +187,7 @@ impl UpstreamPool {
             return false;
         };
         a.slot = None;
-        if f.stage != FailureStage::StaleConnection {
+        if f.stage != FailureStage::StaleConnection && !a.responded {
             self.record_failure(i, f.reason);
         }
         if a.responded || a.out_of_time() {

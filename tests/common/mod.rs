@@ -1845,3 +1845,9 @@ fn read_chunked<R: BufRead>(r: &mut R) -> std::io::Result<Vec<u8>> {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// Backends for load-balancing and health tests
+// ---------------------------------------------------------------------------
+
+pub mod backends;
