@@ -145,7 +145,8 @@ fn load_aware(lb: &str) {
         );
     }
     assert_eq!(slow.join().unwrap().status, 200);
-    let after: BTreeSet<String> = (0..4).map(|_| get_backend(&proxy, "/fast")).collect();
+    // Idle again: least_conn alternates, p2c draws at random (40 draws on one side: 2^-39).
+    let after: BTreeSet<String> = (0..40).map(|_| get_backend(&proxy, "/fast")).collect();
     assert_eq!(after.len(), 2, "{lb}: both are idle again: {after:?}");
 
     // A client that goes away: its backend's count is released then, not when the backend
@@ -577,9 +578,9 @@ fn total_timeout_bounds_every_attempt_together() {
     let rx = OtlpReceiver::grpc();
     let (a, b) = (Upstream::start("a"), Upstream::start("b"));
     // Alone, each attempt could wait 1 s for its answer: 2 s for both. `timeout` stops the
-    // second one when 1.5 s have passed since the first began.
+    // second one when 1.2 s have passed since the first began.
     let upstream = format!(
-        r#"{{ backends: ["{}", "{}"], read_timeout: 1s, timeout: 1500ms }}"#,
+        r#"{{ backends: ["{}", "{}"], read_timeout: 1s, timeout: 1200ms }}"#,
         a.addr(),
         b.addr()
     );
@@ -589,7 +590,7 @@ fn total_timeout_bounds_every_attempt_together() {
     let took = t.elapsed();
     assert_eq!(r.status, 504);
     assert!(
-        took >= Duration::from_millis(1400) && took < Duration::from_millis(1950),
+        took >= Duration::from_millis(1150) && took < Duration::from_millis(1900),
         "took {took:?}"
     );
     let spans = rx.wait_for_spans(3, WAIT);
