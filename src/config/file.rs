@@ -203,7 +203,7 @@ pub struct FileForwarded {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileUpstream {
-    pub backends: Vec<String>,
+    pub backends: Vec<FileBackend>,
     pub connect_timeout: Option<String>,
     pub read_timeout: Option<String>,
     pub write_timeout: Option<String>,
@@ -213,6 +213,99 @@ pub struct FileUpstream {
     pub http2: Option<bool>,
     pub pass_host: Option<bool>,
     pub host: Option<String>,
+    /// Total time for the upstream part of a request, all attempts included.
+    pub timeout: Option<String>,
+    pub lb: Option<String>,
+    pub hash_on: Option<FileHashOn>,
+    pub health_check: Option<FileHealthCheck>,
+    pub max_fails: Option<u32>,
+    pub fail_timeout: Option<String>,
+    pub retries: Option<u32>,
+}
+
+/// A backend: `"host:port"` (weight 1) or `{ addr: "host:port", weight: 3 }`.
+#[derive(Debug)]
+pub struct FileBackend {
+    pub addr: String,
+    pub weight: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileBackendMap {
+    addr: String,
+    weight: Option<u32>,
+}
+
+impl<'de> Deserialize<'de> for FileBackend {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = FileBackend;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("\"host:port\" or { addr: \"host:port\", weight: N }")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<FileBackend, E> {
+                Ok(FileBackend {
+                    addr: v.to_owned(),
+                    weight: None,
+                })
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                m: A,
+            ) -> Result<FileBackend, A::Error> {
+                let b =
+                    FileBackendMap::deserialize(serde::de::value::MapAccessDeserializer::new(m))?;
+                Ok(FileBackend {
+                    addr: b.addr,
+                    weight: b.weight,
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `hash_on`: `client_ip`, `{ header: NAME }` or `{ cookie: NAME }`.
+#[derive(Debug)]
+pub enum FileHashOn {
+    Word(String),
+    Keys {
+        header: Option<String>,
+        cookie: Option<String>,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileHashOnMap {
+    header: Option<String>,
+    cookie: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for FileHashOn {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = FileHashOn;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("client_ip, { header: NAME } or { cookie: NAME }")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<FileHashOn, E> {
+                Ok(FileHashOn::Word(v.to_owned()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, m: A) -> Result<FileHashOn, A::Error> {
+                let h =
+                    FileHashOnMap::deserialize(serde::de::value::MapAccessDeserializer::new(m))?;
+                Ok(FileHashOn::Keys {
+                    header: h.header,
+                    cookie: h.cookie,
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -303,6 +396,83 @@ impl<'de> Deserialize<'de> for FileRedirectHttps {
                 Err(E::custom(format!(
                     "{v} is not a port: expected true, false or 1-65535"
                 )))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `health_check`: active checks of an upstream's backends.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileHealthCheck {
+    /// `http` or `tcp`.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub path: Option<String>,
+    pub host: Option<String>,
+    pub interval: Option<String>,
+    pub timeout: Option<String>,
+    pub status: Option<FileStatusList>,
+    pub healthy_threshold: Option<u32>,
+    pub unhealthy_threshold: Option<u32>,
+}
+
+/// Expected statuses: one item or a list; each a code (`200`) or a string (`"2xx"`,
+/// `"200-299"`), kept as text for the checker.
+#[derive(Debug)]
+pub struct FileStatusList(pub Vec<String>);
+
+struct StatusItem(String);
+
+impl<'de> Deserialize<'de> for StatusItem {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = StatusItem;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a status code (200), a range (\"200-299\") or a class (\"2xx\")")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<StatusItem, E> {
+                Ok(StatusItem(v.to_string()))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<StatusItem, E> {
+                Ok(StatusItem(v.to_string()))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<StatusItem, E> {
+                Ok(StatusItem(v.to_owned()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for FileStatusList {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = FileStatusList;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a status, or a list of statuses such as [200, \"3xx\"]")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<FileStatusList, E> {
+                Ok(FileStatusList(vec![v.to_string()]))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<FileStatusList, E> {
+                Ok(FileStatusList(vec![v.to_string()]))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<FileStatusList, E> {
+                Ok(FileStatusList(vec![v.to_owned()]))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<FileStatusList, A::Error> {
+                let mut out = Vec::new();
+                while let Some(StatusItem(s)) = seq.next_element()? {
+                    out.push(s);
+                }
+                Ok(FileStatusList(out))
             }
         }
         d.deserialize_any(V)

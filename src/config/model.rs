@@ -17,7 +17,7 @@ use crate::trace::tls::{TlsFile, TlsSettings};
 use crate::trace::transport::Compression;
 use crate::trace::trust::{Cidr, Trust};
 use crate::trace::TraceOptions;
-use crate::upstream::UpstreamTimeouts;
+use crate::upstream::{Balance, HealthCheck, PassiveHealth, UpstreamTimeouts};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -115,6 +115,36 @@ pub mod defaults {
     /// `forwarded.headers`: both families, `X-Forwarded-For/-Proto/-Host` (what upstreams
     /// behind nginx and Traefik read) and RFC 7239 `Forwarded`.
     pub const FORWARDED_HEADERS: [&str; 2] = ["x-forwarded", "forwarded"];
+    /// `upstreams.*.backends[].weight` of a backend written as a plain `host:port` (nginx).
+    pub const WEIGHT: u32 = 1;
+    /// The largest `upstreams.*.backends[].weight` (HAProxy's limit). Weights are relative; a
+    /// bound keeps the round-robin cycle and the hash ring (160 points per unit) small.
+    pub const MAX_WEIGHT: u32 = 256;
+    /// `upstreams.*.lb`: smooth weighted round robin, nginx's default.
+    pub const LB: &str = "round_robin";
+    /// `upstreams.*.max_fails`: nginx's default; one failed attempt takes a backend out for
+    /// `fail_timeout` (0 turns passive ejection off).
+    pub const MAX_FAILS: u32 = 1;
+    /// `upstreams.*.fail_timeout`: nginx's default.
+    pub const FAIL_TIMEOUT: Duration = Duration::from_secs(10);
+    /// The largest `upstreams.*.retries`: Pingora makes at most 16 attempts per request
+    /// (`max_retries`).
+    pub const MAX_RETRIES: u32 = 15;
+    /// `upstreams.*.health_check.type`: an HTTP request, as nginx Plus and Traefik.
+    pub const HEALTH_CHECK_TYPE: &str = "http";
+    /// `upstreams.*.health_check.path`: nginx Plus's default URI.
+    pub const HEALTH_CHECK_PATH: &str = "/";
+    /// `upstreams.*.health_check.interval`: nginx Plus's default.
+    pub const HEALTH_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+    /// `upstreams.*.health_check.timeout`: one probe (connect, request, status line); HAProxy's
+    /// default check interval, short enough that a hung backend is noticed.
+    pub const HEALTH_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+    /// `upstreams.*.health_check.status`: nginx Plus's default, any 2xx or 3xx.
+    pub const HEALTH_CHECK_STATUS: (u16, u16) = (200, 399);
+    /// `upstreams.*.health_check.healthy_threshold`: nginx Plus's `passes` default.
+    pub const HEALTHY_THRESHOLD: u32 = 1;
+    /// `upstreams.*.health_check.unhealthy_threshold`: nginx Plus's `fails` default.
+    pub const UNHEALTHY_THRESHOLD: u32 = 1;
     /// `server.threads`: worker threads; 0 in the file also means this.
     pub fn threads() -> usize {
         std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -160,6 +190,15 @@ pub struct UpstreamSpec {
     pub http2: bool,
     /// The Host header sent to the backends (`pass_host`, `host`).
     pub pass_host: crate::routing::PassHost,
+    /// The weight of each backend, in the order of `backends` (1 to [`defaults::MAX_WEIGHT`]).
+    pub weights: Vec<u32>,
+    /// `lb` and `hash_on`.
+    pub balance: Balance,
+    pub health_check: Option<HealthCheck>,
+    /// `max_fails` and `fail_timeout`.
+    pub passive: PassiveHealth,
+    /// More attempts after the first; `None`: each backend once (`backends.len() - 1`).
+    pub retries: Option<u32>,
 }
 
 pub(super) struct Ctx<'a> {

@@ -38,7 +38,7 @@ pub(super) fn check_tls(
         .iter()
         .zip(resolved)
         .filter_map(|(raw, addr)| {
-            let (host, _) = crate::routing::split_host_port(raw.trim());
+            let (host, _) = crate::routing::split_host_port(raw.addr.trim());
             let bare = host.trim_start_matches('[').trim_end_matches(']');
             (!bare.is_empty() && bare.parse::<IpAddr>().is_err())
                 .then(|| (*addr, bare.to_ascii_lowercase()))

@@ -8,6 +8,7 @@
 //! `error_while_proxy`, then `fail_to_proxy`, and `logging` still runs last.
 
 mod apply;
+mod balance;
 pub mod listeners;
 pub mod peer;
 
@@ -16,13 +17,13 @@ pub use apply::downstream_is_tls;
 use crate::gateway::{Gateway, SharedGateway};
 use crate::routing::{HeaderEdits, Route};
 use crate::trace::{hooks, RequestTrace, Tracer};
-use crate::upstream::UpstreamPool;
+use crate::upstream::{Attempts, UpstreamPool};
 use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
 use pingora::protocols::Digest;
-use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::proxy::{FailToProxy, ProxyHttp, ProxyWarnLogContext, Session};
 use pingora::{Error, ErrorSource, ErrorType, Result};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -42,8 +43,9 @@ pub struct RequestCtx {
     trace: Option<RequestTrace>,
     /// Index of the matched route in the router.
     route: Option<usize>,
-    /// Index of the first backend chosen (retries move on from it).
-    first_backend: Option<usize>,
+    /// The upstream attempts: backends tried, retries left, the `timeout` deadline and the
+    /// in-flight slot (released when the context is dropped, however the request ends).
+    upstream: Attempts,
     /// The backend of the current attempt.
     backend: Option<SocketAddr>,
     /// The URI sent upstream when the route rewrites the path (computed once per request).
@@ -121,7 +123,7 @@ impl ProxyHttp for TracegateProxy {
             gateway: self.gateway.load_full(),
             trace: None,
             route: None,
-            first_backend: None,
+            upstream: Attempts::default(),
             backend: None,
             upstream_uri: None,
         }
@@ -194,9 +196,10 @@ impl ProxyHttp for TracegateProxy {
         }
     }
 
-    /// Runs for each upstream attempt (again on a retry): picks the backend round robin (a
-    /// retry takes the next one), opens the attempt's CLIENT span with the path sent and builds
-    /// the peer (TLS and HTTP version per the upstream's settings).
+    /// Runs for each upstream attempt (again on a retry): picks the backend with the pool's
+    /// `lb` (a retry takes one not tried yet), opens the attempt's CLIENT span with the path
+    /// sent, and builds the peer (TLS and HTTP version per the upstream's settings) bounded by
+    /// the pool's `timeout`.
     async fn upstream_peer(
         &self,
         session: &mut Session,
@@ -209,14 +212,10 @@ impl ProxyHttp for TracegateProxy {
                 "upstream_peer without a proxy route",
             );
         };
-        let attempt = ctx.trace.as_ref().map_or(0, |t| t.attempts()) as usize;
-        let idx = match ctx.first_backend {
-            Some(first) => pool.after(first, attempt),
-            None => {
-                let i = pool.pick();
-                ctx.first_backend = Some(i);
-                i
-            }
+        let key = balance::hash_key(pool, session);
+        let Ok(idx) = pool.begin_attempt(&mut ctx.upstream, key.as_ref().map(|k| k.as_bytes()))
+        else {
+            return Err(balance::out_of_time(pool));
         };
         let backend = pool.backends[idx];
         ctx.backend = Some(backend);
@@ -232,14 +231,18 @@ impl ProxyHttp for TracegateProxy {
                 sent.path().to_owned(),
             );
         }
-        peer::for_attempt(
+        let mut peer = peer::for_attempt(
             &gateway,
             ctx.route,
             pool,
             backend,
             session,
             ctx.trace.as_mut(),
-        )
+        )?;
+        if let Some(left) = ctx.upstream.time_left() {
+            balance::limit_to(&mut peer, left);
+        }
+        Ok(peer)
     }
 
     /// Runs when a connection to the backend is ready (new or from the keep-alive pool).
@@ -283,13 +286,15 @@ impl ProxyHttp for TracegateProxy {
         Ok(())
     }
 
-    /// Runs when the upstream response head arrives: time to first byte and status.
+    /// Runs when the upstream response head arrives: time to first byte and status, and a
+    /// success for the backend's passive health (no retry after this).
     async fn upstream_response_filter(
         &self,
         _session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        balance::responded(ctx);
         if let Some(t) = &mut ctx.trace {
             hooks::upstream_response(t, upstream_response);
         }
@@ -328,26 +333,29 @@ impl ProxyHttp for TracegateProxy {
         Ok(None)
     }
 
-    /// Runs when connecting to the backend failed. The attempt is recorded as failed; the
-    /// request is retried on the next backend of the pool until each has been tried once
-    /// (nothing was sent yet, so this is safe for any method, as nginx `proxy_next_upstream`).
+    /// Runs when connecting to the backend failed. The attempt is recorded as failed (and
+    /// counted for passive health); while the pool's `retries` allow, the request is tried on
+    /// another backend: nothing was sent yet, so this is safe for any method (nginx
+    /// `proxy_next_upstream error timeout`).
     fn fail_to_connect(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         _peer: &HttpPeer,
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        let backends = ctx.proxy_target().map_or(1, |p| p.backends.len());
         if let Some(t) = &mut ctx.trace {
             hooks::attempt_error(t, &e);
-            e.set_retry((t.attempts() as usize) < backends);
         }
+        let retry = balance::connect_failed(session, ctx, &e);
+        e.set_retry(retry);
         e
     }
 
-    /// Runs on an error after the connection was made. Records the failed attempt and keeps
-    /// Pingora's default retry policy (only idempotent requests, only on a reused connection).
+    /// Runs on an error after the connection was made. Records the failed attempt; a backend
+    /// failure is retried on another backend while `retries` allow, only for an idempotent
+    /// method whose body is still buffered and before any response (replaces Pingora's default
+    /// policy).
     fn error_while_proxy(
         &self,
         peer: &HttpPeer,
@@ -360,12 +368,8 @@ impl ProxyHttp for TracegateProxy {
             hooks::attempt_error(t, &e);
         }
         let mut e = e.more_context(format!("Peer: {peer}"));
-        if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated()
-        {
-            e.set_retry(false);
-        } else {
-            e.retry.decide_reuse(client_reused);
-        }
+        let retry = balance::proxy_failed(session, ctx, &e, client_reused);
+        e.set_retry(retry);
         e
     }
 
@@ -433,6 +437,18 @@ impl ProxyHttp for TracegateProxy {
             );
         }
         hooks::finish(trace, &ctx.gateway.tracer, session, e);
+    }
+
+    /// Pingora's warning for a retried attempt is replaced by the proxy's own (see
+    /// `balance`), which names the route, backend and trace and leaves the query out.
+    fn suppress_proxy_warn_log(
+        &self,
+        _session: &Session,
+        _ctx: &RequestCtx,
+        _error: &Error,
+        context: ProxyWarnLogContext,
+    ) -> bool {
+        matches!(context, ProxyWarnLogContext::UpstreamRetry)
     }
 
     /// Pingora's own error line is replaced by the one `logging` writes for upstream failures

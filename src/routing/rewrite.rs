@@ -106,12 +106,14 @@ impl PassHost {
 }
 
 /// The Host value naming a backend: `written` as in the config (a host name keeps its name,
-/// not the address it resolved to), without the port when it is HTTP's default 80 (RFC 9110
-/// §7.2 allows leaving out a default port). `resolved` is used if `written` is unusable.
-pub fn backend_host(written: &str, resolved: SocketAddr) -> HeaderValue {
+/// not the address it resolved to), without the port when it is the scheme's default, 80 for
+/// `http` and 443 for `https` (`tls`) (RFC 9110 §7.2 allows leaving out a default port).
+/// `resolved` is used if `written` is unusable.
+pub fn backend_host(written: &str, resolved: SocketAddr, tls: bool) -> HeaderValue {
     let (host, port) = split_host_port(written);
     let port = port.unwrap_or(resolved.port());
-    let value = if port == 80 {
+    let default_port = if tls { 443 } else { 80 };
+    let value = if port == default_port {
         host.to_owned()
     } else {
         format!("{host}:{port}")
@@ -284,36 +286,61 @@ mod tests {
     #[test]
     fn backend_host_table() {
         let a: SocketAddr = "10.0.0.1:8080".parse().unwrap();
-        // (written, resolved, Host, reason)
+        // (written, resolved, TLS, Host, reason)
         let cases = [
             (
                 "api.internal:8080",
                 a,
+                false,
                 "api.internal:8080",
                 "the name as written, not the address",
             ),
             (
                 "api.internal:80",
                 a,
+                false,
                 "api.internal",
                 "HTTP's default port is left out",
             ),
-            ("10.0.0.1:8080", a, "10.0.0.1:8080", "an address"),
+            (
+                "api.internal:443",
+                a,
+                true,
+                "api.internal",
+                "HTTPS's default port is left out",
+            ),
+            (
+                "api.internal:443",
+                a,
+                false,
+                "api.internal:443",
+                "443 is not the default of plain HTTP",
+            ),
+            (
+                "api.internal:80",
+                a,
+                true,
+                "api.internal:80",
+                "80 is not the default of HTTPS",
+            ),
+            ("10.0.0.1:8080", a, false, "10.0.0.1:8080", "an address"),
             (
                 "[::1]:8080",
                 "[::1]:8080".parse().unwrap(),
+                false,
                 "[::1]:8080",
                 "IPv6 keeps its brackets",
             ),
             (
                 " api.internal:9000 ",
                 a,
+                false,
                 "api.internal:9000",
                 "surrounding spaces trimmed",
             ),
         ];
-        for (written, resolved, want, why) in cases {
-            assert_eq!(backend_host(written, resolved), want, "{why}");
+        for (written, resolved, tls, want, why) in cases {
+            assert_eq!(backend_host(written, resolved, tls), want, "{why}");
         }
     }
 
@@ -387,7 +414,7 @@ mod tests {
                 add_prefix: add,
             };
             let _ = rw.apply(&gen(16));
-            let _ = backend_host(&a, "127.0.0.1:1".parse().unwrap());
+            let _ = backend_host(&a, "127.0.0.1:1".parse().unwrap(), false);
         }
     }
 }

@@ -1,0 +1,118 @@
+//! The proxy's side of backend choice, retries and failures: it reads the hash key from the
+//! session, bounds an attempt's timeouts by the pool's total `timeout`, turns Pingora errors
+//! into [`Failure`]s and logs a retried attempt. The decisions themselves are made by
+//! [`crate::upstream::UpstreamPool`].
+
+use super::RequestCtx;
+use crate::trace::hooks;
+use crate::upstream::{Failure, FailureStage, HashKey, UpstreamPool};
+use pingora::prelude::HttpPeer;
+use pingora::proxy::Session;
+use pingora::{Error, ErrorSource, ErrorType, RetryType};
+use std::time::Duration;
+
+/// The request's key for `lb: hash` (a header, a cookie or the TCP peer's address), or `None`
+/// for other pools and for requests without one.
+pub(super) fn hash_key<'a>(pool: &UpstreamPool, session: &'a Session) -> Option<HashKey<'a>> {
+    let rule = pool.hash_on()?;
+    let client = session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip());
+    rule.key(&session.req_header().headers, client)
+}
+
+/// Caps every timeout of the attempt at `left`, the time the pool's `timeout` still allows.
+/// Pingora keeps one read timeout per attempt, so this also caps each wait for a body chunk.
+pub(super) fn limit_to(peer: &mut HttpPeer, left: Duration) {
+    let o = &mut peer.options;
+    for t in [
+        &mut o.connection_timeout,
+        &mut o.total_connection_timeout,
+        &mut o.read_timeout,
+        &mut o.write_timeout,
+    ] {
+        *t = Some(t.map_or(left, |d| d.min(left)));
+    }
+}
+
+/// The error when the pool's `timeout` ran out before another attempt could begin (504).
+pub(super) fn out_of_time(pool: &UpstreamPool) -> Box<Error> {
+    let total = pool.timeouts.total.unwrap_or_default();
+    Error::explain(
+        ErrorType::ReadTimedout,
+        format!("upstream {}: timeout {total:?} ran out", pool.name),
+    )
+    .into_up()
+}
+
+/// Connecting failed: nothing was sent. Counts it against the backend and says whether to
+/// try again.
+pub(super) fn connect_failed(session: &Session, ctx: &mut RequestCtx, e: &Error) -> bool {
+    let failure = Failure {
+        stage: FailureStage::Connect,
+        replayable: true,
+        reason: hooks::error_type(e),
+    };
+    failed(session, ctx, failure)
+}
+
+/// The attempt failed after the connection was made. Only the backend's side counts (a client
+/// that went away or a filter's error is not the backend's failure, and is not retried). The
+/// request is replayable when its method is idempotent, its body is still fully in Pingora's
+/// retry buffer and no response has gone downstream.
+pub(super) fn proxy_failed(
+    session: &Session,
+    ctx: &mut RequestCtx,
+    e: &Error,
+    client_reused: bool,
+) -> bool {
+    if e.esource() != &ErrorSource::Upstream {
+        return false;
+    }
+    // A pooled keep-alive connection the backend had closed (Pingora marks such errors
+    // "retry only if reused"), or an HTTP/2 backend asking for HTTP/1: the connection failed,
+    // not the backend.
+    let stale = (client_reused && matches!(e.retry, RetryType::ReusedOnly))
+        || e.etype() == &ErrorType::H2Downgrade;
+    let failure = Failure {
+        stage: if stale {
+            FailureStage::StaleConnection
+        } else {
+            FailureStage::Sent
+        },
+        replayable: session.req_header().method.is_idempotent()
+            && !session.as_ref().retry_buffer_truncated()
+            && session.response_written().is_none(),
+        reason: hooks::error_type(e),
+    };
+    failed(session, ctx, failure)
+}
+
+fn failed(session: &Session, ctx: &mut RequestCtx, failure: Failure) -> bool {
+    let Some(pool) = ctx.route.and_then(|r| ctx.gateway.proxy_target(r)) else {
+        return false;
+    };
+    let retry = pool.attempt_failed(&mut ctx.upstream, failure);
+    if retry {
+        let req = session.req_header();
+        log::warn!(
+            "upstream attempt failed, trying again: {} {} route={} backend={} error={} attempt={} trace_id={}",
+            req.method,
+            req.uri.path(),
+            ctx.route.map_or("-", |i| &*ctx.gateway.router.routes()[i].name),
+            ctx.backend.map_or_else(|| "-".to_owned(), |b| b.to_string()),
+            failure.reason,
+            ctx.upstream.count(),
+            ctx.trace.as_ref().map_or_else(|| "-".to_owned(), |t| t.trace_id().to_string()),
+        );
+    }
+    retry
+}
+
+/// The upstream response head arrived: a success for passive health; no retry after this.
+pub(super) fn responded(ctx: &mut RequestCtx) {
+    if let Some(pool) = ctx.route.and_then(|r| ctx.gateway.proxy_target(r)) {
+        pool.attempt_responded(&mut ctx.upstream);
+    }
+}
