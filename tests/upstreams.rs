@@ -654,6 +654,11 @@ fn bad_upstream_settings_are_refused_with_file_key_and_reason() {
             "too many retries",
         ),
         (
+            r#"{ backends: ["127.0.0.1:9"], tls: {}, health_check: { path: /healthz } }"#,
+            "upstreams.app.health_check.type: http health checks are sent without TLS",
+            "a plain-text probe of a TLS upstream would take every backend out",
+        ),
+        (
             r#"{ backends: ["127.0.0.1:9"], timeout: soon }"#,
             "upstreams.app.timeout: invalid duration",
             "total timeout without a unit",

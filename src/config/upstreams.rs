@@ -69,6 +69,19 @@ pub(super) fn check_upstreams(
             None => None,
             Some(h) => Some(check_health(c, &format!("{key}.health_check"), h)?),
         };
+        if tls.is_some()
+            && health_check
+                .as_ref()
+                .is_some_and(|h| matches!(h.probe, Probe::Http { .. }))
+        {
+            // A plain-text probe of a TLS backend would fail every time and take every
+            // backend out; say so at load rather than at the first probe.
+            return Err(c.err(
+                format!("{key}.health_check.type"),
+                "http health checks are sent without TLS and this upstream has tls: use \
+                 type: tcp (probes over TLS are not supported yet)",
+            ));
+        }
         let passive = PassiveHealth {
             max_fails: u.max_fails.unwrap_or(defaults::MAX_FAILS),
             fail_timeout: c.duration(
