@@ -17,6 +17,8 @@ pub mod gateway;
 pub mod proxy;
 pub mod reload;
 pub mod routing;
+#[cfg(test)]
+mod testing;
 pub mod tls;
 pub mod trace;
 pub mod upstream;

@@ -371,12 +371,7 @@ mod tests {
         let alphabet = b"\"\\,;= \tfor=[]:.09aZ\x80\xff";
         let policies = [ForwardedPolicy::default(), trusting(&["0.0.0.0/0", "::/0"])];
         for _ in 0..20_000 {
-            let mut gen = |max: usize| -> Vec<u8> {
-                let n = rng.random_range(0..max);
-                (0..n)
-                    .map(|_| alphabet[rng.random_range(0..alphabet.len())])
-                    .collect()
-            };
+            let mut gen = |max: usize| crate::testing::random_bytes(&mut rng, alphabet, max);
             let (a, b, host) = (gen(20), gen(20), gen(12));
             let mut h = HeaderMap::new();
             for (n, v) in [(&X_FORWARDED_FOR, &a), (&FORWARDED, &b)] {

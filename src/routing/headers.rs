@@ -427,17 +427,11 @@ mod tests {
     /// Arbitrary names and values never panic the checks.
     #[test]
     fn parse_never_panics() {
-        use rand::{Rng, SeedableRng};
+        use rand::SeedableRng;
         let mut rng = rand::rngs::StdRng::seed_from_u64(13);
         let alphabet = b"aZ-_: \t\r\n\x01\x7f\xc3\xa9\"\\,;=hostcnte";
         for _ in 0..20_000 {
-            let mut gen = |max: usize| {
-                let n = rng.random_range(0..max);
-                let bytes: Vec<u8> = (0..n)
-                    .map(|_| alphabet[rng.random_range(0..alphabet.len())])
-                    .collect();
-                String::from_utf8_lossy(&bytes).into_owned()
-            };
+            let mut gen = |max: usize| crate::testing::random_text(&mut rng, alphabet, max);
             let (n, v, r) = (gen(12), gen(12), gen(12));
             let vs = vec![v.clone()];
             for side in [Side::Request, Side::Response] {

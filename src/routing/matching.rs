@@ -515,17 +515,11 @@ mod tests {
     /// Arbitrary patterns and hosts never panic the parser or the matcher.
     #[test]
     fn host_parsing_and_matching_never_panic() {
-        use rand::{Rng, SeedableRng};
+        use rand::SeedableRng;
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
         let alphabet = b"*.:aAzZ09-_/ \t\xc3\xa9[]";
         for _ in 0..20_000 {
-            let mut gen = |max: usize| {
-                let n = rng.random_range(0..max);
-                let bytes: Vec<u8> = (0..n)
-                    .map(|_| alphabet[rng.random_range(0..alphabet.len())])
-                    .collect();
-                String::from_utf8_lossy(&bytes).into_owned()
-            };
+            let mut gen = |max: usize| crate::testing::random_text(&mut rng, alphabet, max);
             let pattern = gen(12);
             let host = gen(16);
             if let Ok(m) = HostMatch::parse(&pattern) {

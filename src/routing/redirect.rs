@@ -697,13 +697,7 @@ mod tests {
         let mut rng = rand::rngs::StdRng::seed_from_u64(19);
         let alphabet = b"/?#:@.[]%aZ09 -_\xc3\xa9htps";
         for _ in 0..20_000 {
-            let mut gen = |max: usize| -> String {
-                let n = rng.random_range(0..max);
-                let bytes: Vec<u8> = (0..n)
-                    .map(|_| alphabet[rng.random_range(0..alphabet.len())])
-                    .collect();
-                String::from_utf8_lossy(&bytes).into_owned()
-            };
+            let mut gen = |max: usize| crate::testing::random_text(&mut rng, alphabet, max);
             let (a, b, c, host, pq) = (gen(14), gen(8), gen(10), gen(14), gen(16));
             let pick = |s: &str, on: bool| on.then_some(s.to_owned());
             let (url, scheme, h, path) = (

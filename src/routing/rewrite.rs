@@ -395,17 +395,11 @@ mod tests {
     /// Arbitrary config strings never panic the checks; arbitrary paths never panic a rewrite.
     #[test]
     fn checks_and_rewrites_never_panic() {
-        use rand::{Rng, SeedableRng};
+        use rand::SeedableRng;
         let mut rng = rand::rngs::StdRng::seed_from_u64(11);
         let alphabet = b"/?#:.[]@%aZ09 -_\xc3\xa9*";
         for _ in 0..20_000 {
-            let mut gen = |max: usize| {
-                let n = rng.random_range(0..max);
-                let bytes: Vec<u8> = (0..n)
-                    .map(|_| alphabet[rng.random_range(0..alphabet.len())])
-                    .collect();
-                String::from_utf8_lossy(&bytes).into_owned()
-            };
+            let mut gen = |max: usize| crate::testing::random_text(&mut rng, alphabet, max);
             let (a, b) = (gen(10), gen(14));
             let _ = parse_fixed_host(&a);
             let add = parse_add_prefix(&a).ok();
