@@ -117,7 +117,7 @@ pub(super) fn prepare_upstream_request(
         );
         result?;
     }
-    apply_request_edits(&route.request_headers, req)
+    apply_edits(&route.request_headers, req)
 }
 
 /// Where one upstream attempt goes and how its head is built.
@@ -131,7 +131,39 @@ pub(super) struct UpstreamTarget<'a> {
     pub forwarded: &'a ForwardedPolicy,
 }
 
-fn apply_request_edits(edits: &HeaderEdits, req: &mut RequestHeader) -> Result<()> {
+/// The header operations that request and response heads share in Pingora (they have no
+/// common trait), so one function applies a route's edits to either.
+trait EditableHead {
+    fn remove(&mut self, name: &http::HeaderName);
+    fn insert(&mut self, name: http::HeaderName, value: HeaderValue) -> Result<()>;
+    fn append(&mut self, name: http::HeaderName, value: HeaderValue) -> Result<()>;
+}
+
+impl EditableHead for RequestHeader {
+    fn remove(&mut self, name: &http::HeaderName) {
+        self.remove_header(name);
+    }
+    fn insert(&mut self, name: http::HeaderName, value: HeaderValue) -> Result<()> {
+        self.insert_header(name, value)
+    }
+    fn append(&mut self, name: http::HeaderName, value: HeaderValue) -> Result<()> {
+        self.append_header(name, value).map(|_| ())
+    }
+}
+
+impl EditableHead for ResponseHeader {
+    fn remove(&mut self, name: &http::HeaderName) {
+        self.remove_header(name);
+    }
+    fn insert(&mut self, name: http::HeaderName, value: HeaderValue) -> Result<()> {
+        self.insert_header(name, value)
+    }
+    fn append(&mut self, name: http::HeaderName, value: HeaderValue) -> Result<()> {
+        self.append_header(name, value).map(|_| ())
+    }
+}
+
+fn apply_edits(edits: &HeaderEdits, head: &mut impl EditableHead) -> Result<()> {
     let mut result = Ok(());
     edits.for_each(|e| {
         if result.is_err() {
@@ -139,11 +171,11 @@ fn apply_request_edits(edits: &HeaderEdits, req: &mut RequestHeader) -> Result<(
         }
         result = match e {
             HeaderEdit::Remove(n) => {
-                req.remove_header(n);
+                head.remove(n);
                 Ok(())
             }
-            HeaderEdit::Set(n, v) => req.insert_header(n.clone(), v.clone()),
-            HeaderEdit::Add(n, v) => req.append_header(n.clone(), v.clone()).map(|_| ()),
+            HeaderEdit::Set(n, v) => head.insert(n.clone(), v.clone()),
+            HeaderEdit::Add(n, v) => head.append(n.clone(), v.clone()),
         };
     });
     result
@@ -151,21 +183,7 @@ fn apply_request_edits(edits: &HeaderEdits, req: &mut RequestHeader) -> Result<(
 
 /// Applies a route's `response_headers` to a response going downstream.
 pub(super) fn apply_response_edits(edits: &HeaderEdits, resp: &mut ResponseHeader) -> Result<()> {
-    let mut result = Ok(());
-    edits.for_each(|e| {
-        if result.is_err() {
-            return;
-        }
-        result = match e {
-            HeaderEdit::Remove(n) => {
-                resp.remove_header(n);
-                Ok(())
-            }
-            HeaderEdit::Set(n, v) => resp.insert_header(n.clone(), v.clone()),
-            HeaderEdit::Add(n, v) => resp.append_header(n.clone(), v.clone()).map(|_| ()),
-        };
-    });
-    result
+    apply_edits(edits, resp)
 }
 
 /// What the matched route does with this request.
