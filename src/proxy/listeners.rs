@@ -16,10 +16,8 @@
 use super::TracegateProxy;
 use crate::config::{ListenerSpec, RedirectHttps};
 use crate::tls::ListenerCertificates;
-use crate::trace::{hooks, RequestTrace, Tracer};
 use bytes::Bytes;
 use pingora::apps::HttpServerOptions;
-use pingora::http::ResponseHeader;
 use pingora::listeners::tls::TlsSettings;
 use pingora::protocols::ALPN;
 use pingora::proxy::Session;
@@ -153,50 +151,35 @@ pub fn https_location(host: &str, port: u16, path_and_query: &str) -> Option<Str
     })
 }
 
-/// If the request came in on a redirecting listener (and is not an ACME challenge), answers
-/// `308` with the `https://` URL (or `400` without a usable Host) and returns `true`.
-pub(super) async fn redirect_to_https(
+/// The answer for a request that came in on a redirecting listener (and is not an ACME
+/// challenge): `308` with the `https://` URL as `Location`, or `400` without a usable Host.
+/// `None`: the request goes on to the routes.
+pub(super) fn https_redirect(
     redirects: &Redirects,
-    session: &mut Session,
-    trace: Option<&mut RequestTrace>,
-    tracer: &Tracer,
-) -> pingora::Result<bool> {
-    let Some(local) = session.server_addr().and_then(|a| a.as_inet()).copied() else {
-        return Ok(false);
-    };
-    let Some(port) = redirects.port_for(local) else {
-        return Ok(false);
-    };
+    session: &Session,
+) -> Option<(u16, Bytes, Option<http::HeaderValue>)> {
+    let local = session.server_addr().and_then(|a| a.as_inet()).copied()?;
+    let port = redirects.port_for(local)?;
     let req = session.req_header();
     if req.uri.path().starts_with(ACME_CHALLENGE_PREFIX) {
-        return Ok(false);
+        return None;
     }
     let pq = req.uri.path_and_query().map_or("/", |p| p.as_str());
-    let location = super::apply::request_host(session).and_then(|h| https_location(h, port, pq));
-    let (status, body) = match &location {
-        Some(_) => (308, Bytes::from_static(b"308 Permanent Redirect\n")),
+    let location = super::apply::request_host(session)
+        .and_then(|h| https_location(h, port, pq))
+        .and_then(|l| http::HeaderValue::try_from(l).ok());
+    Some(match location {
+        Some(l) => (
+            308,
+            Bytes::from_static(b"308 Permanent Redirect\n"),
+            Some(l),
+        ),
         None => (
             400,
             Bytes::from_static(b"400 Bad Request: no valid Host to redirect to\n"),
+            None,
         ),
-    };
-    let mut resp = ResponseHeader::build(status, Some(5))?;
-    if let Some(l) = location {
-        resp.insert_header(http::header::LOCATION, l)?;
-    }
-    resp.insert_header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
-    resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
-    if let Some(t) = trace {
-        hooks::response(t, tracer, &mut resp)?;
-    }
-    let head_only = session.req_header().method == http::Method::HEAD;
-    session
-        .write_response_header(Box::new(resp), head_only)
-        .await?;
-    if !head_only {
-        session.write_response_body(Some(body), true).await?;
-    }
-    Ok(true)
+    })
 }
 
 #[cfg(test)]

@@ -145,12 +145,22 @@ impl ProxyHttp for TracegateProxy {
     /// answers here; a proxy route computes the path it sends upstream. Returns `true` when
     /// the response has been written and proxying stops.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        if let Some(r) = &self.redirects {
-            if listeners::redirect_to_https(r, session, ctx.trace.as_mut(), &ctx.gateway.tracer)
-                .await?
-            {
-                return Ok(true);
-            }
+        let https = self.redirects.as_deref();
+        if let Some((status, body, location)) =
+            https.and_then(|r| listeners::https_redirect(r, session))
+        {
+            let trace = ctx.trace.as_mut();
+            respond(
+                session,
+                status,
+                body,
+                location,
+                None,
+                trace,
+                &ctx.gateway.tracer,
+            )
+            .await?;
+            return Ok(true);
         }
         let Some(i) = ctx.gateway.router.find(&apply::request_head(session)) else {
             respond(
