@@ -12,10 +12,10 @@ use crate::routing::redirect::{RedirectError, RedirectRequest};
 use crate::routing::{
     forwarded, ForwardedPolicy, HeaderEdits, PassHost, Redirect, RequestHead, Route, RouteAction,
 };
+use crate::trace::hooks::downstream_is_tls;
 use bytes::Bytes;
 use http::HeaderValue;
 use pingora::http::{RequestHeader, ResponseHeader};
-use pingora::protocols::Digest;
 use pingora::proxy::Session;
 use pingora::{Error, ErrorType, Result};
 use std::net::SocketAddr;
@@ -43,17 +43,6 @@ pub(super) fn request_head(session: &Session) -> RequestHead<'_> {
         path: req.uri.path(),
         headers: &req.headers,
     }
-}
-
-/// True when the downstream connection is TLS (the request's scheme is `https`).
-pub fn downstream_is_tls(session: &Session) -> bool {
-    digest_is_tls(session.digest())
-}
-
-/// A connection is TLS when its digest carries TLS details (Pingora fills `ssl_digest` for
-/// every TLS connection, downstream and upstream).
-fn digest_is_tls(digest: Option<&Digest>) -> bool {
-    digest.is_some_and(|d| d.ssl_digest.is_some())
 }
 
 /// The URI to send upstream when the route rewrites the path, computed once per request;
@@ -249,34 +238,6 @@ fn redirect_location(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pingora::protocols::tls::SslDigest;
-    use std::sync::Arc;
-
-    /// The TLS branch, without a TLS listener: a digest with TLS details is TLS, one without
-    /// (plain TCP) and none at all are not.
-    #[test]
-    fn tls_from_digest_table() {
-        let plain = Digest::default();
-        let tls = Digest {
-            ssl_digest: Some(Arc::new(SslDigest::new(
-                "TLS_AES_128_GCM_SHA256",
-                "TLSv1.3",
-                None,
-                None,
-                Vec::new(),
-            ))),
-            ..Digest::default()
-        };
-        // (digest, is TLS, reason)
-        let cases = [
-            (None, false, "no digest (e.g. a request built in a test)"),
-            (Some(&plain), false, "plain TCP"),
-            (Some(&tls), true, "TLS details present"),
-        ];
-        for (d, want, why) in cases {
-            assert_eq!(digest_is_tls(d), want, "{why}");
-        }
-    }
 
     #[test]
     fn edits_reach_pingora_heads() {

@@ -12,7 +12,7 @@ mod balance;
 pub mod listeners;
 pub mod peer;
 
-pub use apply::downstream_is_tls;
+pub use crate::trace::hooks::downstream_is_tls;
 
 use crate::gateway::{Gateway, SharedGateway};
 use crate::routing::{HeaderEdits, Route};

@@ -22,6 +22,17 @@ use pingora::proxy::Session;
 use pingora::{Error, ErrorSource, ErrorType};
 use std::borrow::Cow;
 
+/// True when the downstream connection is TLS (the request's scheme is `https`).
+pub fn downstream_is_tls(session: &Session) -> bool {
+    digest_is_tls(session.digest())
+}
+
+/// A connection is TLS when its digest carries TLS details (Pingora fills `ssl_digest` for
+/// every TLS connection, downstream and upstream).
+fn digest_is_tls(digest: Option<&Digest>) -> bool {
+    digest.is_some_and(|d| d.ssl_digest.is_some())
+}
+
 /// Starts the request's trace from the downstream request head (trust and sampling per the
 /// tracer's options). Call it in `early_request_filter`, the first phase after the request
 /// head has been read.
@@ -34,7 +45,7 @@ pub fn start(tracer: &Tracer, session: &Session) -> RequestTrace {
             uri: &req.uri,
             version: req.version,
             headers: &req.headers,
-            scheme: if session.digest().is_some_and(|d| d.ssl_digest.is_some()) {
+            scheme: if downstream_is_tls(session) {
                 "https"
             } else {
                 "http"
@@ -168,5 +179,38 @@ pub fn error_type(e: &Error) -> &'static str {
         | ErrorType::H2Error
         | ErrorType::InvalidH2 => "protocol_error",
         _ => "_OTHER",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pingora::protocols::tls::SslDigest;
+    use std::sync::Arc;
+
+    /// The TLS branch, without a TLS listener: a digest with TLS details is TLS, one without
+    /// (plain TCP) and none at all are not.
+    #[test]
+    fn tls_from_digest_table() {
+        let plain = Digest::default();
+        let tls = Digest {
+            ssl_digest: Some(Arc::new(SslDigest::new(
+                "TLS_AES_128_GCM_SHA256",
+                "TLSv1.3",
+                None,
+                None,
+                Vec::new(),
+            ))),
+            ..Digest::default()
+        };
+        // (digest, is TLS, reason)
+        let cases = [
+            (None, false, "no digest (e.g. a request built in a test)"),
+            (Some(&plain), false, "plain TCP"),
+            (Some(&tls), true, "TLS details present"),
+        ];
+        for (d, want, why) in cases {
+            assert_eq!(digest_is_tls(d), want, "{why}");
+        }
     }
 }
