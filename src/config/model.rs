@@ -214,6 +214,34 @@ impl Ctx<'_> {
         }
     }
 
+    /// A `trust`-style key: `all`, `none` or a list of networks; `default` when absent.
+    pub(super) fn trust(
+        &self,
+        key: &str,
+        v: &Option<FileTrust>,
+        default: Trust,
+    ) -> Result<Trust, ConfigError> {
+        Ok(match v {
+            None => default,
+            Some(FileTrust::Word(w)) => match w.trim() {
+                "all" => Trust::All,
+                "none" => Trust::None,
+                other => {
+                    return Err(self.err(
+                        key,
+                        format!("{other:?}: expected all, none or a list of networks"),
+                    ))
+                }
+            },
+            Some(FileTrust::Networks(nets)) => Trust::Networks(
+                nets.iter()
+                    .enumerate()
+                    .map(|(i, n)| Cidr::parse(n).map_err(|e| self.err(format!("{key}[{i}]"), e)))
+                    .collect::<Result<_, _>>()?,
+            ),
+        })
+    }
+
     pub(super) fn duration(
         &self,
         key: &str,
@@ -597,27 +625,7 @@ fn telemetry(c: &Ctx<'_>, f: &FileConfig, env: &dyn Env) -> Result<TelemetrySett
         None => None,
         Some(v) => Some(parse_duration(v).map_err(|e| c.err("telemetry.keep.slower_than", e))?),
     };
-    let trust = match &t.trust_incoming {
-        None => Trust::All,
-        Some(FileTrust::Word(w)) => match w.trim() {
-            "all" => Trust::All,
-            "none" => Trust::None,
-            other => {
-                return Err(c.err(
-                    "telemetry.trust_incoming",
-                    format!("{other:?}: expected all, none or a list of networks"),
-                ))
-            }
-        },
-        Some(FileTrust::Networks(nets)) => Trust::Networks(
-            nets.iter()
-                .enumerate()
-                .map(|(i, n)| {
-                    Cidr::parse(n).map_err(|e| c.err(format!("telemetry.trust_incoming[{i}]"), e))
-                })
-                .collect::<Result<_, _>>()?,
-        ),
-    };
+    let trust = c.trust("telemetry.trust_incoming", &t.trust_incoming, Trust::All)?;
     let trace_id_header = match &t.trace_id_header {
         None => None,
         Some(name) => {

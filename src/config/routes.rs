@@ -1,7 +1,7 @@
 //! Checking `routes[]` (match conditions, priority, rewrites, header edits and actions) into
 //! the router's [`Route`]s, and the top-level `forwarded` key into its [`ForwardedPolicy`].
 
-use super::file::{FileForwarded, FileHeaderEdits, FileOneOrMany, FileRoute, FileTrust};
+use super::file::{FileForwarded, FileHeaderEdits, FileOneOrMany, FileRoute};
 use super::model::{defaults, Ctx};
 use super::ConfigError;
 use crate::routing::headers::{config_value, Side};
@@ -13,7 +13,6 @@ use crate::routing::{
     RouteAction,
 };
 use crate::trace::sampling::check_ratio;
-use crate::trace::trust::{Cidr, Trust};
 use bytes::Bytes;
 use std::collections::HashMap;
 
@@ -282,27 +281,7 @@ pub(super) fn check_forwarded(
     c: &Ctx<'_>,
     f: &FileForwarded,
 ) -> Result<ForwardedPolicy, ConfigError> {
-    let trusted = match &f.trusted {
-        None => defaults::FORWARDED_TRUSTED,
-        Some(FileTrust::Word(w)) => match w.trim() {
-            "all" => Trust::All,
-            "none" => Trust::None,
-            other => {
-                return Err(c.err(
-                    "forwarded.trusted",
-                    format!("{other:?}: expected none, all or a list of networks"),
-                ))
-            }
-        },
-        Some(FileTrust::Networks(nets)) => Trust::Networks(
-            nets.iter()
-                .enumerate()
-                .map(|(i, n)| {
-                    Cidr::parse(n).map_err(|e| c.err(format!("forwarded.trusted[{i}]"), e))
-                })
-                .collect::<Result<_, _>>()?,
-        ),
-    };
+    let trusted = c.trust("forwarded.trusted", &f.trusted, defaults::FORWARDED_TRUSTED)?;
     let mut policy = ForwardedPolicy {
         trusted,
         x_forwarded: false,
@@ -476,7 +455,7 @@ forwarded: { trusted: ["10.0.0.0/8"], headers: [forwarded] }
             ("routes: [{name: a, redirect: {port: 70000}}]", "routes[0].redirect.port", "", "port out of range"),
             ("routes: [{name: a, redirect: {url: \"https://x/\", path: /y}}]", "routes[0].redirect.url", "either url", "url and parts"),
             ("routes: [{name: a, strip_prefix: /a, redirect: {path: /y}}]", "routes[0].redirect.path", "nothing to act on", "path with a rewrite"),
-            ("forwarded: {trusted: some}", "forwarded.trusted", "expected none, all", "bad word"),
+            ("forwarded: {trusted: some}", "forwarded.trusted", "expected all, none", "bad word"),
             ("forwarded: {trusted: [\"10.0.0.1/8\"]}", "forwarded.trusted[0]", "bits set", "host bits"),
             ("forwarded: {headers: [x-forwarded-for]}", "forwarded.headers[0]", "expected x-forwarded", "a header name, not a family"),
             ("forwarded: {headers: [forwarded, forwarded]}", "forwarded.headers[1]", "listed twice", "repeat"),
