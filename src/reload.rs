@@ -15,7 +15,7 @@ use crate::tls::ListenerCertificates;
 use crate::trace::Tracer;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// What a reload did.
@@ -35,12 +35,13 @@ pub struct Reloader {
     tracer: Tracer,
     /// The TLS listeners' certificate resolvers, which a reload refills.
     certificates: ListenerCertificates,
-    /// The config serving now, to tell which process-level keys a new file changed.
-    running: Mutex<Config>,
+    /// The config the process started with. Its process-level keys stay in force until a
+    /// restart, so every reload compares against them.
+    started: Config,
 }
 
 impl Reloader {
-    /// A reloader for the file at `path`, serving `running` through `gateway` and the TLS
+    /// A reloader for the file at `path`, serving `started` through `gateway` and the TLS
     /// listeners' `certificates`. `tracer` is the process's tracer (its span sink outlives
     /// every config).
     pub fn new(
@@ -49,7 +50,7 @@ impl Reloader {
         gateway: SharedGateway,
         tracer: Tracer,
         certificates: ListenerCertificates,
-        running: Config,
+        started: Config,
     ) -> Self {
         Reloader {
             path: path.to_owned(),
@@ -57,7 +58,7 @@ impl Reloader {
             gateway,
             tracer,
             certificates,
-            running: Mutex::new(running),
+            started,
         }
     }
 
@@ -66,8 +67,7 @@ impl Reloader {
         let outcome = match config::load(&self.path, self.env.as_ref()) {
             Err(e) => Outcome::Refused(e),
             Ok(new) => {
-                let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
-                let restart_only = restart_only_changes(&running, &new);
+                let restart_only = restart_only_changes(&self.started, &new);
                 self.gateway
                     .store(Arc::new(Gateway::new(&new, &self.tracer)));
                 // Certificates are re-read on every reload, so a renewed certificate is
@@ -88,17 +88,6 @@ impl Reloader {
                         restart_only.join(", ")
                     );
                 }
-                // Keep the process-level values that are still in force, so the next reload
-                // compares against them and warns again.
-                let mut kept = new;
-                kept.listen = running.listen.clone();
-                kept.listeners = running.listeners.clone();
-                kept.server = running.server.clone();
-                kept.telemetry.service_name = running.telemetry.service_name.clone();
-                kept.telemetry.resource = running.telemetry.resource.clone();
-                kept.telemetry.exporter = running.telemetry.exporter.clone();
-                kept.telemetry.batch = running.telemetry.batch.clone();
-                *running = kept;
                 Outcome::Applied { restart_only }
             }
         };
