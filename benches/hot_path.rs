@@ -282,6 +282,8 @@ fn request_lifecycle(c: &mut Criterion) {
         version: http::Version::HTTP_11,
         headers: &headers,
         scheme: "http",
+        host: Some("api.example.com"),
+        host_port: None,
         client_addr: Some("203.0.113.7:51234".parse().unwrap()),
         local_port: Some(8080),
     };

@@ -2,11 +2,10 @@
 //! the flush of queued spans at shutdown.
 
 use crate::config::{Config, ProcessEnv};
-use crate::gateway::Gateway;
-use crate::proxy::listeners::Redirects;
-use crate::proxy::TracegateProxy;
+use crate::listeners::{ListenerCertificates, ListenerSpec, Redirects};
+use crate::proxy::{Gateway, TracegateProxy};
 use crate::reload::Reloader;
-use crate::tls::ListenerCertificates;
+use crate::routing::filter::{Chain, Filter, HttpsRedirect};
 use crate::trace::{start_pipeline, Tracer};
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{ExecutionPhase, RunArgs, Server};
@@ -83,9 +82,9 @@ pub struct RunOptions {
 /// exports the spans still queued. Blocks; must not be called inside a tokio runtime.
 pub fn run(config: Config, opts: RunOptions) -> Result<(), StartError> {
     // With --upgrade the addresses are held by the old process; they arrive over the socket.
+    let addrs: Vec<SocketAddr> = config.listeners.iter().map(|l| l.addr).collect();
     let reserved = if opts.upgrade {
-        config
-            .listen
+        addrs
             .iter()
             .map(|&addr| ReservedListener {
                 addr,
@@ -93,12 +92,12 @@ pub fn run(config: Config, opts: RunOptions) -> Result<(), StartError> {
             })
             .collect()
     } else {
-        reserve_listeners(&config.listen)?
+        reserve_listeners(&addrs)?
     };
     let listen: Vec<SocketAddr> = reserved.iter().map(|r| r.addr).collect();
     let pipeline = start_pipeline(&config.telemetry).map_err(StartError)?;
     let tracer = Tracer::new(pipeline.as_ref().map(|p| p.sink()));
-    let gateway = crate::gateway::shared(Gateway::new(&config, &tracer));
+    let gateway = crate::proxy::gateway::shared(new_gateway(&config, &tracer));
     // A config reload swaps certificates through this handle; listeners themselves cannot
     // change while running.
     let certificates = ListenerCertificates::new(&config.listeners);
@@ -146,13 +145,19 @@ pub fn run(config: Config, opts: RunOptions) -> Result<(), StartError> {
     };
     let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
     server.bootstrap();
-    let redirects = Redirects::new(&config.listeners, &listen).map(Arc::new);
+    // The HTTPS redirect of plain listeners runs before the router, for every request on them.
+    let entry = Chain::new(
+        Redirects::new(&config.listeners, &listen)
+            .map(|r| Filter::RedirectHttps(HttpsRedirect::new(r)))
+            .into_iter()
+            .collect(),
+    );
     crate::proxy::listeners::add_services(
         &mut server,
         &config.listeners,
         &listen,
         &certificates,
-        || TracegateProxy::new(Arc::clone(&gateway)).with_redirects(redirects.clone()),
+        || TracegateProxy::new(Arc::clone(&gateway)).with_entry_filters(entry.clone()),
     )
     .map_err(StartError)?;
     log_certificates(&config.listeners, &listen);
@@ -183,6 +188,16 @@ pub fn run(config: Config, opts: RunOptions) -> Result<(), StartError> {
         );
     }
     Ok(())
+}
+
+/// The routing state of `config` for the proxy, with the process's span sink.
+pub fn new_gateway(config: &Config, tracer: &Tracer) -> Gateway {
+    Gateway::new(
+        config.router.clone(),
+        &config.upstreams,
+        tracer,
+        config.telemetry.options.clone(),
+    )
 }
 
 /// Logs `listening on http://ADDR` (`https://` for a TLS listener) for each listener once it
@@ -236,7 +251,7 @@ fn announce_when_listening(server: &Server, listen: Vec<(ReservedListener, bool)
 }
 
 /// Logs, for each TLS listener, the names its certificates cover (the first is the default).
-fn log_certificates(listeners: &[crate::config::ListenerSpec], bound: &[SocketAddr]) {
+fn log_certificates(listeners: &[ListenerSpec], bound: &[SocketAddr]) {
     for (l, addr) in listeners.iter().zip(bound) {
         if let Some(t) = &l.tls {
             let names: Vec<String> = t

@@ -2,18 +2,27 @@
 //!
 //! - [`config`]: the YAML file, `OTEL_*` overrides and the checked model.
 //! - [`routing`]: the pure router (request head in, route out).
+//! - [`net`]: host/port splitting, host names, IP networks and the trust check (a leaf).
 //! - [`upstream`]: upstream pools and backend choice.
-//! - [`gateway`]: the live router and pools of one config generation, swapped on reload.
-//! - [`tls`]: listener certificates (SNI) and upstream TLS material, read and checked at load.
+//! - [`listeners`]: where and how connections are accepted, and the TLS listeners'
+//!   certificates (SNI), replaceable at run time.
+//! - [`tls`]: PEM files, upstream TLS material and a handshake probe (a leaf).
 //! - [`trace`]: the tracing plugin (W3C Trace Context, spans, OTLP pipeline), usable from any
 //!   Pingora `ProxyHttp`.
-//! - [`proxy`]: tracegate's `ProxyHttp` implementation.
+//! - [`proxy`]: tracegate's `ProxyHttp` implementation and the rest of the Pingora glue,
+//!   with the live routing state of one config generation (`proxy::Gateway`).
+//! - [`exchange`]: the per-request record: the downstream facts, read once, and how the
+//!   request ended.
+//! - [`observe`]: the consumers of finished requests besides spans (log lines).
 //! - [`reload`]: reloading the config file on SIGHUP or when it changes.
 //! - [`app`]: assembling and running the server.
 
 pub mod app;
 pub mod config;
-pub mod gateway;
+pub mod exchange;
+pub mod listeners;
+pub mod net;
+pub mod observe;
 pub mod proxy;
 pub mod reload;
 pub mod routing;

@@ -44,7 +44,7 @@ fn main() -> ExitCode {
         println!(
             "{}: OK ({} listeners, {} routes, {} upstreams, exporter {})",
             cli.config.display(),
-            config.listen.len(),
+            config.listeners.len(),
             config.router.routes().len(),
             config.upstreams.len(),
             config.telemetry.exporter.protocol.as_str()

@@ -1,5 +1,5 @@
 //! Configuration reload: on SIGHUP, or when the config file's content changes, the file is
-//! loaded and checked again and, when valid, a new [`Gateway`] is swapped in.
+//! loaded and checked again and, when valid, a new [`crate::proxy::Gateway`] is swapped in.
 //!
 //! A swap never touches connections: requests in flight finish with the gateway they started
 //! with, and keep-alive connections pick up the new one with their next request. A file that
@@ -8,10 +8,9 @@
 //! exporter) are only applied by a restart or a graceful upgrade; a reload that changes them
 //! says so in the log.
 
-use crate::config::listeners::RedirectHttps;
 use crate::config::{self, Config, ConfigError, Env};
-use crate::gateway::{Gateway, SharedGateway};
-use crate::tls::ListenerCertificates;
+use crate::listeners::{ListenerCertificates, RedirectHttps};
+use crate::proxy::SharedGateway;
 use crate::trace::Tracer;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -69,10 +68,10 @@ impl Reloader {
             Ok(new) => {
                 let restart_only = restart_only_changes(&self.started, &new);
                 self.gateway
-                    .store(Arc::new(Gateway::new(&new, &self.tracer)));
+                    .store(Arc::new(crate::app::new_gateway(&new, &self.tracer)));
                 // Certificates are re-read on every reload, so a renewed certificate is
                 // served after a SIGHUP. Changed listeners are reported with `listen` below.
-                let certificates = match self.certificates.replace(&new) {
+                let certificates = match self.certificates.replace(&new.listeners) {
                     Ok(0) | Err(_) => String::new(),
                     Ok(n) => format!(", certificates of {n} TLS listener(s)"),
                 };

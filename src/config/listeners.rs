@@ -2,43 +2,14 @@
 //! [`ListenerSpec`]s. Certificate files are read and checked here, so a bad file stops the load
 //! with the key and the path.
 
+use super::check::Ctx;
+use super::defaults;
 use super::file::{FileListen, FileListener, FileRedirectHttps};
-use super::model::{defaults, Ctx};
 use super::ConfigError;
-use crate::tls::certs::CertFile;
-use crate::tls::{CertStore, LoadedCert};
+use crate::listeners::{CertFile, CertStore, ListenerSpec, ListenerTls, LoadedCert, RedirectHttps};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-
-/// One checked listener.
-#[derive(Debug, Clone)]
-pub struct ListenerSpec {
-    /// The address to bind; port 0 asks the OS for a free port.
-    pub addr: SocketAddr,
-    /// TLS termination, when configured.
-    pub tls: Option<ListenerTls>,
-    /// HTTP/2: offered by ALPN on a TLS listener, accepted with prior knowledge (h2c) on a
-    /// plain one.
-    pub http2: bool,
-    /// Answer every request (except ACME HTTP-01 challenges) with a redirect to HTTPS.
-    pub redirect_https: Option<RedirectHttps>,
-}
-
-/// The certificates of a TLS listener.
-#[derive(Debug, Clone)]
-pub struct ListenerTls {
-    pub store: Arc<CertStore>,
-}
-
-/// Where `redirect_https` sends clients.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RedirectHttps {
-    /// The port of this TLS listener (by position in `listen`), known once it is bound.
-    Listener(usize),
-    /// This port.
-    Port(u16),
-}
 
 pub(super) fn check_listen(
     c: &Ctx<'_>,
@@ -220,7 +191,6 @@ listen:
         );
         let c = load_str(&yaml, "t.yaml", &no_env()).unwrap();
         let l = &c.listeners;
-        assert_eq!(c.listen, l.iter().map(|l| l.addr).collect::<Vec<_>>());
         // (listener, tls, http2, redirect, why)
         let cases: &[(usize, bool, bool, Option<RedirectHttps>, &str)] = &[
             (0, false, false, None, "a plain string: no TLS, no h2c"),

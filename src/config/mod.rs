@@ -1,16 +1,31 @@
-//! Configuration: the YAML file (`file`), environment overrides and the checked model (`model`).
+//! Configuration: the YAML file ([`file`]), environment overrides and the checked model
+//! ([`model`]).
+//!
+//! River's split: serde structs that refuse unknown keys, then one check per top-level key
+//! (`listeners`, `server`, `telemetry`, `routes`, `forwarded`, `upstreams`) that builds the
+//! settings type its domain owns ([`crate::listeners::ListenerSpec`],
+//! [`crate::upstream::UpstreamSpec`], [`crate::routing::Router`], [`crate::trace::TraceOptions`],
+//! ...). The domains never import this module; only the binary, the server assembly and the
+//! reloader do. `check` is the kit the checks share; [`defaults`] holds every default.
 //!
 //! Loading never panics: every problem becomes a [`ConfigError`] naming the file, the key and
 //! the reason, which `tracegate --check` prints and the server refuses to start with.
 
+mod check;
+pub mod defaults;
 pub mod file;
-pub mod listeners;
+mod forwarded;
+mod listeners;
 pub mod model;
 mod routes;
+mod server;
+mod telemetry;
 mod upstream_tls;
 mod upstreams;
 
-pub use model::{Config, ListenerSpec, RedirectHttps, ServerSettings, UpstreamSpec};
+pub use check::parse_duration;
+pub use model::Config;
+pub use server::ServerSettings;
 
 use std::fmt;
 use std::path::Path;

@@ -1,16 +1,16 @@
 //! Checking `routes[]` (match conditions, priority, rewrites, header edits and actions) into
-//! the router's [`Route`]s, and the top-level `forwarded` key into its [`ForwardedPolicy`].
+//! the router's [`Route`]s.
 
-use super::file::{FileForwarded, FileHeaderEdits, FileOneOrMany, FileRoute};
-use super::model::{defaults, Ctx};
+use super::check::Ctx;
+use super::defaults;
+use super::file::{FileHeaderEdits, FileOneOrMany, FileRoute};
 use super::ConfigError;
 use crate::routing::headers::{config_value, Side};
 use crate::routing::matching::{parse_method, Scheme};
 use crate::routing::redirect::RedirectFields;
 use crate::routing::rewrite::{check_path, parse_add_prefix};
 use crate::routing::{
-    Conditions, ForwardedPolicy, HeaderEdits, HostMatch, PathMatch, PathRewrite, Redirect, Route,
-    RouteAction,
+    Chain, Conditions, HeaderEdits, HostMatch, PathMatch, PathRewrite, Redirect, Route, RouteAction,
 };
 use crate::trace::sampling::check_ratio;
 use bytes::Bytes;
@@ -66,6 +66,8 @@ pub(super) fn check_routes(
             response_headers,
             action,
             sample_ratio,
+            // No `routes[].middlewares` key yet: a route's chain is empty.
+            filters: Chain::default(),
         });
     }
     Ok(out)
@@ -276,50 +278,12 @@ fn check_edits(
         .map_err(|(sub, reason)| c.err(format!("{key}.{sub}"), reason))
 }
 
-/// The top-level `forwarded` key.
-pub(super) fn check_forwarded(
-    c: &Ctx<'_>,
-    f: &FileForwarded,
-) -> Result<ForwardedPolicy, ConfigError> {
-    let trusted = c.trust("forwarded.trusted", &f.trusted, defaults::FORWARDED_TRUSTED)?;
-    let mut policy = ForwardedPolicy {
-        trusted,
-        x_forwarded: false,
-        forwarded: false,
-    };
-    let names: Vec<&str> = match &f.headers {
-        None => defaults::FORWARDED_HEADERS.to_vec(),
-        Some(list) => list.iter().map(String::as_str).collect(),
-    };
-    for (i, name) in names.iter().enumerate() {
-        let slot = match name.trim() {
-            "x-forwarded" => &mut policy.x_forwarded,
-            "forwarded" => &mut policy.forwarded,
-            other => {
-                return Err(c.err(
-                    format!("forwarded.headers[{i}]"),
-                    format!(
-                        "{other:?}: expected x-forwarded (X-Forwarded-For/-Proto/-Host) or forwarded (RFC 7239)"
-                    ),
-                ))
-            }
-        };
-        if *slot {
-            return Err(c.err(
-                format!("forwarded.headers[{i}]"),
-                format!("{name:?} is listed twice"),
-            ));
-        }
-        *slot = true;
-    }
-    Ok(policy)
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::load_str;
     use crate::routing::redirect::RedirectTarget;
-    use crate::routing::{PassHost, RouteAction};
+    use crate::routing::RouteAction;
+    use crate::upstream::PassHost;
     use std::collections::HashMap;
 
     fn load(body: &str) -> Result<super::super::Config, super::super::ConfigError> {
@@ -466,13 +430,5 @@ forwarded: { trusted: ["10.0.0.0/8"], headers: [forwarded] }
             assert_eq!(&e.key, key, "{why}: {e}");
             assert!(e.reason.contains(words), "{why}: {e}");
         }
-    }
-
-    #[test]
-    fn forwarded_headers_can_be_switched_off() {
-        let c = load("forwarded: {headers: []}\n").unwrap();
-        assert!(c.router.forwarded().is_off());
-        let c = load("forwarded: {trusted: all}\n").unwrap();
-        assert!(c.router.forwarded().trusted.trusts(None));
     }
 }

@@ -1,8 +1,9 @@
 //! Checking `upstreams.<name>.tls`: the server name, verification, the CA file and the client
 //! certificate, into an [`UpstreamTls`]. Files are read and checked here.
 
+use super::check::Ctx;
+use super::defaults;
 use super::file::FileUpstream;
-use super::model::{defaults, Ctx};
 use super::ConfigError;
 use crate::tls::upstream::{load_ca, load_client, UpstreamTlsFile};
 use crate::tls::UpstreamTls;
@@ -38,7 +39,7 @@ pub(super) fn check_tls(
         .iter()
         .zip(resolved)
         .filter_map(|(raw, addr)| {
-            let (host, _) = crate::routing::split_host_port(raw.addr.trim());
+            let (host, _) = crate::net::split_host_port(raw.addr.trim());
             let bare = host.trim_start_matches('[').trim_end_matches(']');
             (!bare.is_empty() && bare.parse::<IpAddr>().is_err())
                 .then(|| (*addr, bare.to_ascii_lowercase()))

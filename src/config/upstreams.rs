@@ -1,12 +1,12 @@
 //! Checking `upstreams.*`: backends and weights, timeouts, `lb`/`hash_on`, health checks,
 //! passive ejection and retries, into [`UpstreamSpec`]s.
 
+use super::check::Ctx;
+use super::defaults;
 use super::file::{FileBackend, FileHashOn, FileHealthCheck, FileUpstream};
-use super::model::{defaults, Ctx, UpstreamSpec};
 use super::ConfigError;
-use crate::routing::rewrite::{backend_host, parse_fixed_host};
-use crate::routing::PassHost;
 use crate::upstream::settings::parse_status_item;
+use crate::upstream::{backend_host, parse_fixed_host, PassHost, UpstreamSpec};
 use crate::upstream::{
     Balance, HashOn, HealthCheck, PassiveHealth, Probe, StatusRanges, UpstreamTimeouts,
 };
@@ -373,7 +373,7 @@ fn resolve_backend(b: &str) -> Result<SocketAddr, String> {
         }
         return Ok(a);
     }
-    let (host, port) = crate::routing::split_host_port(b);
+    let (host, port) = crate::net::split_host_port(b);
     if port.is_none() || host.is_empty() {
         return Err(format!(
             "invalid backend {b:?}: expected host:port, e.g. 10.0.0.1:8080"
@@ -388,11 +388,11 @@ fn resolve_backend(b: &str) -> Result<SocketAddr, String> {
 #[cfg(test)]
 mod tests {
     use crate::config::load_str;
-    use crate::upstream::{Balance, HashOn, Probe};
+    use crate::upstream::{Balance, HashOn, Probe, UpstreamSpec};
     use std::collections::HashMap;
     use std::time::Duration;
 
-    fn load(upstream: &str) -> Result<crate::config::UpstreamSpec, crate::config::ConfigError> {
+    fn load(upstream: &str) -> Result<UpstreamSpec, crate::config::ConfigError> {
         let yaml = format!("listen: [\"127.0.0.1:1\"]\nupstreams:\n  app: {upstream}\n");
         let env: HashMap<&str, &str> = HashMap::new();
         load_str(&yaml, "t.yaml", &env).map(|c| c.upstreams[0].clone())

@@ -1,47 +1,47 @@
 //! Applies the router's decisions to Pingora's request and response heads: the request head the
 //! router matches on, the rewritten URI and Host, the forwarding headers, the per-route header
-//! edits, a redirect's `Location`, and whether the downstream connection is TLS.
+//! edits, and what a matched route does with the request.
 //!
 //! The decisions themselves are pure code in [`crate::routing`]; this is the thin layer that
 //! reads and writes Pingora's types (with `insert_header`/`append_header`/`remove_header`, so
-//! Pingora's header-case map stays consistent).
+//! Pingora's header-case map stays consistent). Facts about the connection come from the
+//! request's [`Downstream`], read once.
 
+use crate::exchange::Downstream;
 use crate::routing::headers::HeaderEdit;
 use crate::routing::matching::Scheme;
-use crate::routing::redirect::{RedirectError, RedirectRequest};
 use crate::routing::{
-    forwarded, ForwardedPolicy, HeaderEdits, PassHost, Redirect, RequestHead, Route, RouteAction,
+    forwarded, Answer, FilterRequest, ForwardedPolicy, HeaderEdits, RedirectRequest, RequestHead,
+    Route,
 };
-use crate::trace::hooks::downstream_is_tls;
-use bytes::Bytes;
+use crate::upstream::PassHost;
 use http::HeaderValue;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::Session;
 use pingora::{Error, ErrorType, Result};
 use std::net::SocketAddr;
 
-/// The request host: the Host header, or the URI authority (HTTP/2 has no Host header).
-pub(super) fn request_host(session: &Session) -> Option<&str> {
+/// What the router and the filters see of the request: its head, borrowed, with the facts of
+/// `downstream`.
+pub(super) fn filter_request<'a>(
+    session: &'a Session,
+    downstream: &'a Downstream,
+) -> FilterRequest<'a> {
     let req = session.req_header();
-    req.headers
-        .get(http::header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .or_else(|| req.uri.authority().map(|a| a.as_str()))
-}
-
-/// What the router matches on, borrowed from the downstream request head.
-pub(super) fn request_head(session: &Session) -> RequestHead<'_> {
-    let req = session.req_header();
-    RequestHead {
-        scheme: if downstream_is_tls(session) {
-            Scheme::Https
-        } else {
-            Scheme::Http
+    FilterRequest {
+        head: RequestHead {
+            scheme: if downstream.tls {
+                Scheme::Https
+            } else {
+                Scheme::Http
+            },
+            method: &req.method,
+            host: downstream.authority(),
+            path: req.uri.path(),
+            headers: &req.headers,
         },
-        method: &req.method,
-        host: request_host(session),
-        path: req.uri.path(),
-        headers: &req.headers,
+        path_and_query: req.uri.path_and_query().map_or("/", |p| p.as_str()),
+        local: downstream.local,
     }
 }
 
@@ -71,6 +71,7 @@ fn upstream_uri(route: &Route, req: &RequestHeader) -> Result<Option<http::Uri>>
 /// `set` wins over what the proxy computed).
 pub(super) fn prepare_upstream_request(
     session: &Session,
+    downstream: &Downstream,
     req: &mut RequestHeader,
     route: &Route,
     target: UpstreamTarget<'_>,
@@ -83,12 +84,9 @@ pub(super) fn prepare_upstream_request(
     }
     if !target.forwarded.is_off() {
         let hop = forwarded::Hop {
-            client: session
-                .client_addr()
-                .and_then(|a| a.as_inet())
-                .map(|a| a.ip()),
-            tls: downstream_is_tls(session),
-            host: request_host(session).map(str::as_bytes),
+            client: downstream.client_ip(),
+            tls: downstream.tls,
+            host: downstream.authority().map(str::as_bytes),
         };
         let mut result = Ok(());
         target.forwarded.edits(
@@ -176,63 +174,38 @@ pub(super) fn apply_response_edits(edits: &HeaderEdits, resp: &mut ResponseHeade
 }
 
 /// What the matched route does with this request.
-pub(super) enum Answer {
+pub(super) enum Decision {
     /// Proxy it, with this URI when the path is rewritten.
     Proxy(Option<http::Uri>),
-    /// Answer it here: status, body and, for a redirect, `Location`.
-    Own(u16, Bytes, Option<HeaderValue>),
+    /// Answer it here.
+    Answer(Answer),
 }
 
-/// Decides the answer of a matched route: the rewritten URI of a proxy route, the fixed
-/// answer of a `respond` route, the `Location` of a redirect. A request the route cannot
-/// handle (a path that cannot be rewritten, a redirect without a host to keep) gets 400 and
-/// one log line.
-pub(super) fn answer(session: &Session, route: &Route) -> Answer {
-    let result = match &route.action {
-        RouteAction::Proxy { .. } => upstream_uri(route, session.req_header())
-            .map(Answer::Proxy)
+/// Decides what a matched route does: the rewritten URI of a proxy route, the answer of a
+/// `respond` or `redirect` route. A request the route cannot handle (a path that cannot be
+/// rewritten, a redirect without a host to keep) gets 400 and one log line.
+pub(super) fn decide(session: &Session, downstream: &Downstream, route: &Route) -> Decision {
+    let req = session.req_header();
+    let own = route.own_answer(&RedirectRequest {
+        tls: downstream.tls,
+        host: downstream.authority(),
+        path_and_query: req.uri.path_and_query().map_or("/", |p| p.as_str()),
+    });
+    let result = match own {
+        None => upstream_uri(route, req)
+            .map(Decision::Proxy)
             .map_err(|e| e.to_string()),
-        RouteAction::Respond { status, body } => Ok(Answer::Own(*status, body.clone(), None)),
-        RouteAction::Redirect(r) => redirect_location(session, route, r)
-            .map(|l| Answer::Own(r.status, status_body(r.status), Some(l)))
-            .map_err(|e| e.to_string()),
+        Some(answer) => answer.map(Decision::Answer).map_err(|e| e.to_string()),
     };
     result.unwrap_or_else(|e| {
-        let req = session.req_header();
         log::warn!(
             "bad request: 400 {} {} route={}: {e}",
             req.method,
             req.uri.path(),
             route.name
         );
-        Answer::Own(400, status_body(400), None)
+        Decision::Answer(Answer::status(400))
     })
-}
-
-/// The body of the proxy's own answer with this status: `404 Not Found\n`.
-pub(super) fn status_body(code: u16) -> Bytes {
-    let reason = http::StatusCode::from_u16(code)
-        .ok()
-        .and_then(|c| c.canonical_reason())
-        .unwrap_or("Error");
-    Bytes::from(format!("{code} {reason}\n"))
-}
-
-/// The `Location` of a redirect route for this request.
-fn redirect_location(
-    session: &Session,
-    route: &Route,
-    redirect: &Redirect,
-) -> std::result::Result<HeaderValue, RedirectError> {
-    let req = session.req_header();
-    redirect.location(
-        &route.rewrite,
-        &RedirectRequest {
-            tls: downstream_is_tls(session),
-            host: request_host(session),
-            path_and_query: req.uri.path_and_query().map_or("/", |p| p.as_str()),
-        },
-    )
 }
 
 #[cfg(test)]

@@ -1,30 +1,75 @@
-//! The proxy's side of backend choice, retries and failures: it reads the hash key from the
-//! session, bounds an attempt's timeouts by the pool's total `timeout`, turns Pingora errors
-//! into [`Failure`]s and logs a retried attempt. The decisions themselves are made by
+//! The proxy's side of backend choice, retries and failures: it picks each attempt's backend
+//! and builds its peer, reads the hash key from the request, bounds an attempt's timeouts by
+//! the pool's total `timeout`, turns Pingora errors into [`Failure`]s and logs a retried
+//! attempt. The decisions themselves are made by
 //! [`crate::upstream::UpstreamPool`].
 
-use super::RequestCtx;
-use crate::trace::hooks;
+use super::{errors, RequestCtx};
 use crate::upstream::{Failure, FailureStage, HashKey, UpstreamPool};
 use pingora::prelude::HttpPeer;
 use pingora::proxy::Session;
 use pingora::{Error, ErrorSource, ErrorType, RetryType};
+use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
+
+/// The next attempt of a proxied request: its backend (chosen by the pool's `lb`; a retry
+/// takes one not tried yet), its CLIENT span (with the path sent upstream) and its Pingora
+/// peer, bounded by the time the pool's `timeout` leaves.
+pub(super) fn peer_for_attempt(
+    session: &Session,
+    ctx: &mut RequestCtx,
+) -> pingora::Result<Box<HttpPeer>> {
+    let gateway = Arc::clone(&ctx.gateway);
+    let Some(up) = ctx.route.and_then(|r| gateway.upstream_of(r)) else {
+        return Error::e_explain(
+            ErrorType::InternalError,
+            "upstream_peer without a proxy route",
+        );
+    };
+    let pool = &up.pool;
+    let key = hash_key(pool, session, ctx.downstream.client_ip());
+    let Ok(idx) = pool.begin_attempt(&mut ctx.upstream, key.as_ref().map(|k| k.as_bytes())) else {
+        return Err(out_of_time(pool));
+    };
+    let backend = pool.backends[idx];
+    ctx.backend = Some(backend);
+    if let Some(t) = &mut ctx.trace {
+        let sent = ctx
+            .upstream_uri
+            .as_ref()
+            .unwrap_or(&session.req_header().uri);
+        t.begin_attempt(
+            &gateway.tracer,
+            pool.name.clone(),
+            backend,
+            sent.path().to_owned(),
+        );
+        if up.peer.is_tls() {
+            t.set_attempt_tls();
+        }
+    }
+    let mut peer = up.peer.peer(pool, backend, session.is_upgrade_req());
+    if let Some(left) = ctx.upstream.time_left() {
+        limit_to(&mut peer, left);
+    }
+    Ok(peer)
+}
 
 /// The request's key for `lb: hash` (a header, a cookie or the TCP peer's address), or `None`
 /// for other pools and for requests without one.
-pub(super) fn hash_key<'a>(pool: &UpstreamPool, session: &'a Session) -> Option<HashKey<'a>> {
+fn hash_key<'a>(
+    pool: &UpstreamPool,
+    session: &'a Session,
+    client: Option<IpAddr>,
+) -> Option<HashKey<'a>> {
     let rule = pool.hash_on()?;
-    let client = session
-        .client_addr()
-        .and_then(|a| a.as_inet())
-        .map(|a| a.ip());
     rule.key(&session.req_header().headers, client)
 }
 
 /// Caps every timeout of the attempt at `left`, the time the pool's `timeout` still allows.
 /// Pingora keeps one read timeout per attempt, so this also caps each wait for a body chunk.
-pub(super) fn limit_to(peer: &mut HttpPeer, left: Duration) {
+fn limit_to(peer: &mut HttpPeer, left: Duration) {
     let o = &mut peer.options;
     for t in [
         &mut o.connection_timeout,
@@ -37,7 +82,7 @@ pub(super) fn limit_to(peer: &mut HttpPeer, left: Duration) {
 }
 
 /// The error when the pool's `timeout` ran out before another attempt could begin (504).
-pub(super) fn out_of_time(pool: &UpstreamPool) -> Box<Error> {
+fn out_of_time(pool: &UpstreamPool) -> Box<Error> {
     let total = pool.timeouts.total.unwrap_or_default();
     Error::explain(
         ErrorType::ReadTimedout,
@@ -52,7 +97,7 @@ pub(super) fn connect_failed(session: &Session, ctx: &mut RequestCtx, e: &Error)
     let failure = Failure {
         stage: FailureStage::Connect,
         replayable: true,
-        reason: hooks::error_type(e),
+        reason: errors::error_type(e),
     };
     failed(session, ctx, failure)
 }
@@ -84,13 +129,17 @@ pub(super) fn proxy_failed(
         replayable: session.req_header().method.is_idempotent()
             && !session.as_ref().retry_buffer_truncated()
             && session.response_written().is_none(),
-        reason: hooks::error_type(e),
+        reason: errors::error_type(e),
     };
     failed(session, ctx, failure)
 }
 
 fn failed(session: &Session, ctx: &mut RequestCtx, failure: Failure) -> bool {
-    let Some(pool) = ctx.route.and_then(|r| ctx.gateway.proxy_target(r)) else {
+    let Some(pool) = ctx
+        .route
+        .and_then(|r| ctx.gateway.upstream_of(r))
+        .map(|u| &u.pool)
+    else {
         return false;
     };
     let retry = pool.attempt_failed(&mut ctx.upstream, failure);
@@ -112,7 +161,11 @@ fn failed(session: &Session, ctx: &mut RequestCtx, failure: Failure) -> bool {
 
 /// The upstream response head arrived: a success for passive health; no retry after this.
 pub(super) fn responded(ctx: &mut RequestCtx) {
-    if let Some(pool) = ctx.route.and_then(|r| ctx.gateway.proxy_target(r)) {
+    if let Some(pool) = ctx
+        .route
+        .and_then(|r| ctx.gateway.upstream_of(r))
+        .map(|u| &u.pool)
+    {
         pool.attempt_responded(&mut ctx.upstream);
     }
 }

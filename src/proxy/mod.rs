@@ -1,23 +1,39 @@
-//! The `ProxyHttp` implementation: tracegate's request path on Pingora.
+//! The `ProxyHttp` implementation: tracegate's request path on Pingora, and the rest of the
+//! Pingora glue.
 //!
-//! Each phase method only delegates: routing to [`crate::routing`], backend choice to
-//! [`crate::upstream`], tracing to [`crate::trace::hooks`]. Phases run in this order for a
-//! proxied request: `early_request_filter` → `request_filter` → `upstream_peer` →
-//! `connected_to_upstream` → `upstream_request_filter` → `upstream_response_filter` →
-//! `upstream_response_body_filter`… → `logging`. On failure `fail_to_connect` or
-//! `error_while_proxy`, then `fail_to_proxy`, and `logging` still runs last.
+//! Each phase method only delegates: routing and filters to [`crate::routing`], backend choice
+//! to [`crate::upstream`], tracing to [`crate::trace`], the record of a finished request to
+//! [`crate::observe`]. Phases run in this order for a proxied request: `early_request_filter`
+//! → `request_filter` → `upstream_peer` → `connected_to_upstream` → `upstream_request_filter`
+//! → `upstream_response_filter` → `response_filter` → `upstream_response_body_filter`… →
+//! `logging`. On failure `fail_to_connect` or `error_while_proxy`, then `fail_to_proxy`, and
+//! `logging` still runs last.
+//!
+//! - `downstream`: the [`Downstream`] facts, read once per request.
+//! - `apply`: the router's decisions on Pingora's heads (rewrites, forwarding headers, edits).
+//! - `respond`: the one writer of the proxy's own answers.
+//! - `balance`: the proxy's side of backend choice, retries and failures.
+//! - `errors`: what a Pingora error means (`error.type`, timeout, status).
+//! - `finish`: the end of a request: its [`crate::exchange::Exchange`] and its consumers.
+//! - [`gateway`]: the routing state of one config generation; [`peer`]: Pingora peers;
+//!   [`listeners`]: Pingora services for the listeners.
 
 mod apply;
 mod balance;
+mod downstream;
+pub mod errors;
+mod finish;
+pub mod gateway;
 pub mod listeners;
 pub mod peer;
+mod respond;
 
-pub use crate::trace::hooks::downstream_is_tls;
+pub use gateway::{Gateway, SharedGateway, Upstream};
 
-use crate::gateway::{Gateway, SharedGateway};
-use crate::routing::{HeaderEdits, Route};
-use crate::trace::{hooks, RequestTrace, Tracer};
-use crate::upstream::{Attempts, UpstreamPool};
+use crate::exchange::Downstream;
+use crate::routing::{Answer, Chain, Route, Verdict};
+use crate::trace::{hooks, RequestInfo, RequestTrace};
+use crate::upstream::Attempts;
 use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -25,21 +41,27 @@ use pingora::prelude::HttpPeer;
 use pingora::protocols::Digest;
 use pingora::proxy::{FailToProxy, ProxyHttp, ProxyWarnLogContext, Session};
 use pingora::{Error, ErrorSource, ErrorType, Result};
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The proxy: the live routing state. Shared by all worker threads.
 pub struct TracegateProxy {
     gateway: SharedGateway,
-    /// Plain listeners that redirect to HTTPS; `None` when none does.
-    redirects: Option<Arc<listeners::Redirects>>,
+    /// Filters that run before the router for every request (the HTTPS redirect of plain
+    /// listeners); empty when there are none, so requests pay nothing for them.
+    entry: Chain,
 }
 
 /// Per-request state carried between phases.
 pub struct RequestCtx {
     /// The routing state this request started with (a reload does not change it mid-request).
     gateway: Arc<Gateway>,
+    /// Facts about the connection and the request head, read in `early_request_filter`.
+    downstream: Downstream,
+    /// When the request head had been read.
+    start: Option<Instant>,
     trace: Option<RequestTrace>,
     /// Index of the matched route in the router.
     route: Option<usize>,
@@ -57,60 +79,85 @@ impl TracegateProxy {
     pub fn new(gateway: SharedGateway) -> Self {
         TracegateProxy {
             gateway,
-            redirects: None,
+            entry: Chain::default(),
         }
     }
 
-    /// The proxy answering requests on the listeners of `redirects` with a redirect to HTTPS.
-    pub fn with_redirects(mut self, redirects: Option<Arc<listeners::Redirects>>) -> Self {
-        self.redirects = redirects;
+    /// The proxy running `entry` on every request before the router (e.g. the HTTPS redirect
+    /// of plain listeners).
+    pub fn with_entry_filters(mut self, entry: Chain) -> Self {
+        self.entry = entry;
         self
+    }
+
+    /// Runs the entry filters, routes the request (applying the route's sampling ratio) and
+    /// runs the route's filters and action. `Some`: the proxy answers the request itself.
+    fn route(&self, session: &Session, ctx: &mut RequestCtx) -> Option<Answer> {
+        let req = apply::filter_request(session, &ctx.downstream);
+        if !self.entry.is_empty() {
+            if let Verdict::Answer(a) = self.entry.run(&req) {
+                return Some(a);
+            }
+        }
+        let Some(i) = ctx.gateway.router.find(&req.head) else {
+            return Some(Answer::new(
+                404,
+                Bytes::from_static(b"404 Not Found: no route matches this request\n"),
+            ));
+        };
+        ctx.route = Some(i);
+        let route = &ctx.gateway.router.routes()[i];
+        if let Some(t) = &mut ctx.trace {
+            t.set_route(route.name.clone());
+            if let Some(ratio) = route.sample_ratio {
+                t.apply_route_ratio(&ctx.gateway.tracer, ratio);
+            }
+        }
+        if let Verdict::Answer(a) = route.filters.run(&req) {
+            return Some(a);
+        }
+        match apply::decide(session, &ctx.downstream, route) {
+            apply::Decision::Proxy(uri) => {
+                ctx.upstream_uri = uri;
+                None
+            }
+            apply::Decision::Answer(a) => Some(a),
+        }
     }
 }
 
 impl RequestCtx {
-    fn proxy_target(&self) -> Option<&UpstreamPool> {
-        self.gateway.proxy_target(self.route?)
+    fn upstream(&self) -> Option<&Upstream> {
+        self.gateway.upstream_of(self.route?)
     }
 
     /// The matched route.
     fn route(&self) -> Option<&Route> {
         self.gateway.router.routes().get(self.route?)
     }
+
+    /// Records a failed upstream attempt on its CLIENT span.
+    fn attempt_failed(&mut self, e: &Error) {
+        if let Some(t) = &mut self.trace {
+            t.attempt_failed(Cow::Borrowed(errors::error_type(e)), e.to_string());
+        }
+    }
 }
 
-/// Writes a complete response of the proxy's own (a `respond` or `redirect` route, 404, an
-/// upstream failure) with a plain-text body, a `Location` for a redirect, the matched route's
-/// `response_headers` edits and the trace response headers.
-async fn respond(
-    session: &mut Session,
-    status: u16,
-    body: Bytes,
-    location: Option<http::HeaderValue>,
-    edits: Option<&HeaderEdits>,
-    trace: Option<&mut RequestTrace>,
-    tracer: &Tracer,
-) -> Result<()> {
-    let mut resp = ResponseHeader::build(status, Some(4))?;
-    resp.insert_header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
-    resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
-    if let Some(l) = location {
-        resp.insert_header(http::header::LOCATION, l)?;
+/// What the tracing plugin needs of the request: its head, with the facts of `downstream`.
+fn request_info<'a>(session: &'a Session, downstream: &'a Downstream) -> RequestInfo<'a> {
+    let req = session.req_header();
+    RequestInfo {
+        method: &req.method,
+        uri: &req.uri,
+        version: req.version,
+        headers: &req.headers,
+        scheme: if downstream.tls { "https" } else { "http" },
+        host: downstream.host(),
+        host_port: downstream.port(),
+        client_addr: downstream.client,
+        local_port: downstream.local.map(|a| a.port()),
     }
-    if let Some(e) = edits {
-        apply::apply_response_edits(e, &mut resp)?;
-    }
-    if let Some(t) = trace {
-        hooks::response(t, tracer, &mut resp)?;
-    }
-    let head_only = session.req_header().method == http::Method::HEAD;
-    session
-        .write_response_header(Box::new(resp), head_only || body.is_empty())
-        .await?;
-    if !head_only && !body.is_empty() {
-        session.write_response_body(Some(body), true).await?;
-    }
-    Ok(())
 }
 
 #[async_trait]
@@ -121,6 +168,8 @@ impl ProxyHttp for TracegateProxy {
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx {
             gateway: self.gateway.load_full(),
+            downstream: Downstream::default(),
+            start: None,
             trace: None,
             route: None,
             upstream: Attempts::default(),
@@ -129,80 +178,33 @@ impl ProxyHttp for TracegateProxy {
         }
     }
 
-    /// Runs first, right after the request head is read: starts the request's trace (continuing
-    /// a valid incoming `traceparent`), so everything after it is inside the SERVER span.
+    /// Runs first, right after the request head is read: reads the request's downstream facts
+    /// once and starts its trace (continuing a valid incoming `traceparent`), so everything
+    /// after it is inside the SERVER span.
     async fn early_request_filter(
         &self,
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        ctx.trace = Some(hooks::start(&ctx.gateway.tracer, session));
+        ctx.start = Some(Instant::now());
+        ctx.downstream = downstream::read(session);
+        let info = request_info(session, &ctx.downstream);
+        ctx.trace = Some(RequestTrace::start(&ctx.gateway.tracer, &info));
         Ok(())
     }
 
-    /// Redirects to HTTPS on a listener with `redirect_https`, then routes the request (and
-    /// applies the route's own sampling ratio). No route: 404. A `respond` or `redirect` route
-    /// answers here; a proxy route computes the path it sends upstream. Returns `true` when
-    /// the response has been written and proxying stops.
+    /// Runs the entry filters (the HTTPS redirect of a listener with `redirect_https`), then
+    /// routes the request (and applies the route's own sampling ratio) and runs the route's
+    /// filters. No route: 404. A `respond` or `redirect` route answers here; a proxy route
+    /// computes the path it sends upstream. Returns `true` when the response has been written
+    /// and proxying stops.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        let https = self.redirects.as_deref();
-        if let Some((status, body, location)) =
-            https.and_then(|r| listeners::https_redirect(r, session))
-        {
-            let trace = ctx.trace.as_mut();
-            respond(
-                session,
-                status,
-                body,
-                location,
-                None,
-                trace,
-                &ctx.gateway.tracer,
-            )
-            .await?;
-            return Ok(true);
-        }
-        let Some(i) = ctx.gateway.router.find(&apply::request_head(session)) else {
-            respond(
-                session,
-                404,
-                Bytes::from_static(b"404 Not Found: no route matches this request\n"),
-                None,
-                None,
-                ctx.trace.as_mut(),
-                &ctx.gateway.tracer,
-            )
-            .await?;
-            return Ok(true);
-        };
-        let route = &ctx.gateway.router.routes()[i];
-        ctx.route = Some(i);
-        if let Some(t) = &mut ctx.trace {
-            t.set_route(route.name.clone());
-            if let Some(ratio) = route.sample_ratio {
-                t.apply_route_ratio(&ctx.gateway.tracer, ratio);
-            }
-        }
-        match apply::answer(session, route) {
-            apply::Answer::Proxy(uri) => {
-                ctx.upstream_uri = uri;
-                Ok(false)
-            }
-            apply::Answer::Own(status, body, location) => {
-                let edits = Some(&route.response_headers);
-                let trace = ctx.trace.as_mut();
-                respond(
-                    session,
-                    status,
-                    body,
-                    location,
-                    edits,
-                    trace,
-                    &ctx.gateway.tracer,
-                )
-                .await?;
+        match self.route(session, ctx) {
+            Some(answer) => {
+                respond::write(session, ctx, answer).await?;
                 Ok(true)
             }
+            None => Ok(false),
         }
     }
 
@@ -215,44 +217,7 @@ impl ProxyHttp for TracegateProxy {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        let gateway = Arc::clone(&ctx.gateway);
-        let Some(pool) = ctx.route.and_then(|r| gateway.proxy_target(r)) else {
-            return Error::e_explain(
-                ErrorType::InternalError,
-                "upstream_peer without a proxy route",
-            );
-        };
-        let key = balance::hash_key(pool, session);
-        let Ok(idx) = pool.begin_attempt(&mut ctx.upstream, key.as_ref().map(|k| k.as_bytes()))
-        else {
-            return Err(balance::out_of_time(pool));
-        };
-        let backend = pool.backends[idx];
-        ctx.backend = Some(backend);
-        if let Some(t) = &mut ctx.trace {
-            let sent = ctx
-                .upstream_uri
-                .as_ref()
-                .unwrap_or(&session.req_header().uri);
-            t.begin_attempt(
-                &ctx.gateway.tracer,
-                pool.name.clone(),
-                backend,
-                sent.path().to_owned(),
-            );
-        }
-        let mut peer = peer::for_attempt(
-            &gateway,
-            ctx.route,
-            pool,
-            backend,
-            session,
-            ctx.trace.as_mut(),
-        )?;
-        if let Some(left) = ctx.upstream.time_left() {
-            balance::limit_to(&mut peer, left);
-        }
-        Ok(peer)
+        balance::peer_for_attempt(session, ctx)
     }
 
     /// Runs when a connection to the backend is ready (new or from the keep-alive pool).
@@ -281,14 +246,20 @@ impl ProxyHttp for TracegateProxy {
         upstream_request: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        if let (Some(route), Some(pool)) = (ctx.route(), ctx.proxy_target()) {
+        if let (Some(route), Some(up)) = (ctx.route(), ctx.upstream()) {
             let target = apply::UpstreamTarget {
                 uri: ctx.upstream_uri.as_ref(),
                 backend: ctx.backend,
-                pass_host: &pool.pass_host,
+                pass_host: &up.pool.pass_host,
                 forwarded: ctx.gateway.router.forwarded(),
             };
-            apply::prepare_upstream_request(session, upstream_request, route, target)?;
+            apply::prepare_upstream_request(
+                session,
+                &ctx.downstream,
+                upstream_request,
+                route,
+                target,
+            )?;
         }
         if let Some(t) = &ctx.trace {
             hooks::inject(t, upstream_request)?;
@@ -354,9 +325,7 @@ impl ProxyHttp for TracegateProxy {
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        if let Some(t) = &mut ctx.trace {
-            hooks::attempt_error(t, &e);
-        }
+        ctx.attempt_failed(&e);
         let retry = balance::connect_failed(session, ctx, &e);
         e.set_retry(retry);
         e
@@ -374,9 +343,7 @@ impl ProxyHttp for TracegateProxy {
         ctx: &mut RequestCtx,
         client_reused: bool,
     ) -> Box<Error> {
-        if let Some(t) = &mut ctx.trace {
-            hooks::attempt_error(t, &e);
-        }
+        ctx.attempt_failed(&e);
         let mut e = e.more_context(format!("Peer: {peer}"));
         let retry = balance::proxy_failed(session, ctx, &e, client_reused);
         e.set_retry(retry);
@@ -384,34 +351,17 @@ impl ProxyHttp for TracegateProxy {
     }
 
     /// Runs when the request failed for good: answers 504 for upstream timeouts, 502 for other
-    /// upstream failures, and Pingora's defaults otherwise, with the route's `response_headers`
-    /// edits.
+    /// upstream failures, and Pingora's defaults otherwise ([`errors::status_for`]), with the
+    /// route's `response_headers` edits.
     async fn fail_to_proxy(
         &self,
         session: &mut Session,
         e: &Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
-        let code = match (e.etype(), e.esource()) {
-            (ErrorType::HTTPStatus(code), _) => *code,
-            (_, ErrorSource::Upstream) if hooks::is_timeout(e) => 504,
-            (_, ErrorSource::Upstream) => 502,
-            (
-                ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed,
-                ErrorSource::Downstream,
-            ) => 0,
-            (_, ErrorSource::Downstream) => 400,
-            _ => 500,
-        };
+        let code = errors::status_for(e);
         if code > 0 {
-            let edits = ctx
-                .route
-                .map(|i| &ctx.gateway.router.routes()[i].response_headers);
-            let body = apply::status_body(code);
-            let trace = ctx.trace.as_mut();
-            if let Err(err) =
-                respond(session, code, body, None, edits, trace, &ctx.gateway.tracer).await
-            {
+            if let Err(err) = respond::write(session, ctx, Answer::status(code)).await {
                 log::debug!("cannot send the error response downstream: {err}");
             }
         }
@@ -422,31 +372,10 @@ impl ProxyHttp for TracegateProxy {
     }
 
     /// Runs last for every request, after the response was written or the request failed:
-    /// logs one line for an upstream failure and ends the request's spans.
+    /// builds the request's record and hands it to its consumers (the error line of an
+    /// upstream failure, the end of the request's spans).
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
-        let Some(trace) = ctx.trace.take() else {
-            return;
-        };
-        if let Some(e) = e.filter(|e| e.esource() == &ErrorSource::Upstream) {
-            let req = session.req_header();
-            let status = session.response_written().map_or(0, |r| r.status.as_u16());
-            let route = ctx
-                .route
-                .map_or("-", |i| &*ctx.gateway.router.routes()[i].name);
-            let backend = ctx
-                .backend
-                .map_or_else(|| "-".to_owned(), |b| b.to_string());
-            log::error!(
-                "upstream failed: {status} {} {} route={route} backend={backend} error={} attempts={} trace_id={}: {}",
-                req.method,
-                req.uri.path(),
-                hooks::error_type(e),
-                trace.attempts(),
-                trace.trace_id(),
-                e,
-            );
-        }
-        hooks::finish(trace, &ctx.gateway.tracer, session, e);
+        finish::finish(session, ctx, e);
     }
 
     /// Pingora's warning for a retried attempt is replaced by the proxy's own (see

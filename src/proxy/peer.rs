@@ -10,20 +10,20 @@
 //! RFC 9113 §3.3), so the backend must speak it. A WebSocket (or other `Upgrade`) request
 //! always goes over HTTP/1.1, since HTTP/2 has no `Upgrade` (RFC 9113 §8.6).
 
-use crate::config::model::defaults;
-use crate::config::UpstreamSpec;
-use crate::gateway::Gateway;
 use crate::tls::UpstreamTls;
-use crate::trace::RequestTrace;
-use crate::upstream::UpstreamPool;
+use crate::upstream::{UpstreamPool, UpstreamSpec};
 use pingora::protocols::tls::CaType;
 use pingora::protocols::ALPN;
-use pingora::proxy::Session;
 use pingora::upstreams::peer::HttpPeer;
 use pingora::utils::tls::{parse_x509, CertKey, WrappedX509};
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
+
+/// Concurrent requests per HTTP/2 connection to a backend (Pingora's default is 1, one
+/// connection per request in flight); 100 is the minimum a server should allow (RFC 9113
+/// §6.5.2, SETTINGS_MAX_CONCURRENT_STREAMS).
+const UPSTREAM_H2_STREAMS: usize = 100;
 
 /// How the proxy connects to one upstream's backends, prepared once per config generation.
 pub struct PeerTemplate {
@@ -98,32 +98,8 @@ impl PeerTemplate {
             } else {
                 ALPN::H2
             };
-            peer.options.max_h2_streams = defaults::UPSTREAM_H2_STREAMS;
+            peer.options.max_h2_streams = UPSTREAM_H2_STREAMS;
         }
         Box::new(peer)
     }
-}
-
-/// The peer for the current attempt of a proxied request to `backend` of `pool`, the upstream
-/// of `route`; marks the attempt's CLIENT span as TLS when it is.
-pub fn for_attempt(
-    gateway: &Gateway,
-    route: Option<usize>,
-    pool: &UpstreamPool,
-    backend: SocketAddr,
-    session: &Session,
-    trace: Option<&mut RequestTrace>,
-) -> pingora::Result<Box<HttpPeer>> {
-    let Some(template) = route.and_then(|r| gateway.peer_template(r)) else {
-        return pingora::Error::e_explain(
-            pingora::ErrorType::InternalError,
-            "upstream_peer without a proxy route",
-        );
-    };
-    if template.is_tls() {
-        if let Some(t) = trace {
-            t.set_attempt_tls();
-        }
-    }
-    Ok(template.peer(pool, backend, session.is_upgrade_req()))
 }

@@ -9,7 +9,7 @@
 //! `X-Forwarded-Server` and `X-Real-IP` are removed (as Traefik does), so a client cannot make
 //! the upstream believe it has another address.
 
-use crate::trace::trust::Trust;
+use crate::net::Trust;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use std::io::Write as _;
 use std::net::IpAddr;
@@ -184,7 +184,7 @@ fn is_tchar(b: u8) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trace::trust::Cidr;
+    use crate::net::Cidr;
 
     /// The headers a request ends up with: `incoming` after the edits.
     fn run(policy: &ForwardedPolicy, hop: Hop<'_>, incoming: &[(&str, &str)]) -> HeaderMap {

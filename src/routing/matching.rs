@@ -173,7 +173,7 @@ pub struct Conditions {
 
 impl Conditions {
     /// True when every condition holds. `host` is the request host already split from its
-    /// port (see [`super::split_host_port`]).
+    /// port (see [`crate::net::split_host_port`]).
     pub fn matches(&self, req: &RequestHead<'_>, host: Option<&str>) -> bool {
         if self.scheme.is_some_and(|s| s != req.scheme) {
             return false;

@@ -20,24 +20,31 @@
 //! - `headers`: for each name (case-insensitive), at least one field line of that name has
 //!   exactly this value (case-sensitive, whole line: `a, b` is not split into `a` and `b`).
 //!
-//! **Actions.** `upstream` (proxy, with [`rewrite`] of the path and the Host, and the
-//! [`forwarded`] headers), `respond` (a fixed answer) or `redirect` ([`redirect`]). Per-route
-//! header edits ([`headers`]) change the request sent upstream and the response sent back.
+//! **Actions.** `upstream` (proxy, with [`rewrite`] of the path and the [`forwarded`]
+//! headers), `respond` (a fixed answer) or `redirect` ([`redirect`]); the proxy's own answers
+//! are [`Answer`]s. Per-route header edits ([`headers`]) change the request sent upstream and
+//! the response sent back. A route's middlewares run as a [`filter`] chain right after it
+//! matched.
 //!
 //! The [`Router`] is immutable once built: a config reload builds a new one and swaps it whole.
 
+pub mod answer;
+pub mod filter;
 pub mod forwarded;
 pub mod headers;
 pub mod matching;
 pub mod redirect;
 pub mod rewrite;
 
+pub use answer::Answer;
+pub use filter::{Chain, Filter, FilterRequest, Verdict};
 pub use forwarded::ForwardedPolicy;
 pub use headers::HeaderEdits;
 pub use matching::{Conditions, HostMatch, PathMatch, RequestHead, Scheme};
-pub use redirect::Redirect;
-pub use rewrite::{strip_path_prefix, PassHost, PathRewrite};
+pub use redirect::{Redirect, RedirectError, RedirectRequest};
+pub use rewrite::{strip_path_prefix, PathRewrite};
 
+use crate::net::split_host_port;
 use bytes::Bytes;
 use std::sync::Arc;
 
@@ -69,6 +76,8 @@ pub struct Route {
     pub action: RouteAction,
     /// This route's own head-sampling ratio for new traces (`routes[].sample_ratio`).
     pub sample_ratio: Option<f64>,
+    /// The route's middlewares, run in order right after it matched ([`filter`]).
+    pub filters: Chain,
 }
 
 impl Route {
@@ -84,6 +93,21 @@ impl Route {
             response_headers: HeaderEdits::default(),
             action,
             sample_ratio: None,
+            filters: Chain::default(),
+        }
+    }
+
+    /// The answer of a `respond` or `redirect` route to `req` (`None` for a proxy route). A
+    /// redirect that cannot be built for this request (no usable Host) is an error, which the
+    /// proxy answers with 400.
+    pub fn own_answer(&self, req: &RedirectRequest<'_>) -> Option<Result<Answer, RedirectError>> {
+        match &self.action {
+            RouteAction::Proxy { .. } => None,
+            RouteAction::Respond { status, body } => Some(Ok(Answer::new(*status, body.clone()))),
+            RouteAction::Redirect(r) => Some(
+                r.location(&self.rewrite, req)
+                    .map(|l| Answer::redirect(r.status, l)),
+            ),
         }
     }
 }
@@ -166,23 +190,6 @@ impl Router {
     /// How `X-Forwarded-*` and `Forwarded` are written on proxied requests.
     pub fn forwarded(&self) -> &ForwardedPolicy {
         &self.forwarded
-    }
-}
-
-/// Splits `host[:port]` (also `[v6]:port`) into the host and the port, if one is present and
-/// valid. The brackets of an IPv6 literal are kept, as in the Host header.
-pub fn split_host_port(s: &str) -> (&str, Option<u16>) {
-    let s = s.trim();
-    if s.starts_with('[') {
-        if let Some(end) = s.find(']') {
-            let port = s[end + 1..].strip_prefix(':').and_then(|p| p.parse().ok());
-            return (&s[..=end], port);
-        }
-        return (s, None);
-    }
-    match s.rsplit_once(':') {
-        Some((h, p)) if !h.contains(':') => (h, p.parse().ok()),
-        _ => (s, None),
     }
 }
 
@@ -416,33 +423,6 @@ mod tests {
         let h = HeaderMap::new();
         assert!(r.route(&head(Some("other"), "/", &h)).is_none());
         assert!(r.route(&head(None, "/", &h)).is_none());
-    }
-
-    #[test]
-    fn host_port_split_table() {
-        let cases = [
-            ("example.com", ("example.com", None), "no port"),
-            ("example.com:8080", ("example.com", Some(8080)), "port"),
-            (
-                "[::1]:8080",
-                ("[::1]", Some(8080)),
-                "IPv6 literal with port",
-            ),
-            ("[::1]", ("[::1]", None), "IPv6 literal alone"),
-            (
-                "example.com:x",
-                ("example.com", None),
-                "bad port is ignored",
-            ),
-            (
-                "::1",
-                ("::1", None),
-                "bare IPv6 (not valid in Host) is left whole",
-            ),
-        ];
-        for (input, want, why) in cases {
-            assert_eq!(split_host_port(input), want, "{why}");
-        }
     }
 
     /// Arbitrary request heads never panic the router.

@@ -9,7 +9,7 @@
 
 use super::matching::Scheme;
 use super::rewrite::{check_path, PathRewrite};
-use super::split_host_port;
+use crate::net::{is_host, split_host_port};
 use http::HeaderValue;
 
 /// The statuses a redirect may use (RFC 9110 §15.4).
@@ -85,12 +85,19 @@ impl Redirect {
                 path,
             } => (*scheme, host, *port, path),
         };
+        // The asterisk form (`OPTIONS *`, RFC 9112 §3.2.4) names no resource: the server's
+        // root stands for it.
+        let received = if req.path_and_query.starts_with('/') {
+            req.path_and_query
+        } else {
+            "/"
+        };
         let pq = match path {
-            Some(p) => match req.path_and_query.split_once('?') {
+            Some(p) => match received.split_once('?') {
                 Some((_, q)) => format!("{p}?{q}"),
                 None => p.to_string(),
             },
-            None => rewrite.apply(req.path_and_query).into_owned(),
+            None => rewrite.apply(received).into_owned(),
         };
         let pq = if pq.starts_with('/') {
             pq
@@ -110,7 +117,9 @@ impl Redirect {
         let scheme = scheme.unwrap_or(if req.tls { Scheme::Https } else { Scheme::Http });
         let out_host = match (host, req_host) {
             (Some(h), _) => &**h,
-            (None, Some(h)) if valid_request_host(h) => h,
+            // Only a host name or IP literal is copied into `Location`, so a client's Host cannot
+            // turn the redirect into a link elsewhere ([`is_host`]).
+            (None, Some(h)) if is_host(h) => h,
             (None, Some(_)) => return Err(RedirectError::BadHost),
             (None, None) => return Err(RedirectError::NoHost),
         };
@@ -257,29 +266,12 @@ fn parse_url(url: &str) -> Result<HeaderValue, String> {
 /// `host`: a host name or IP literal, without port.
 fn parse_host(h: &str) -> Result<Box<str>, String> {
     let h = h.trim();
-    let ok = match h.strip_prefix('[').and_then(|v| v.strip_suffix(']')) {
-        Some(v6) => v6.parse::<std::net::Ipv6Addr>().is_ok(),
-        None => {
-            !h.is_empty()
-                && h.split('.').all(|l| {
-                    !l.is_empty()
-                        && l.bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-                })
-        }
-    };
-    if !ok {
+    if !is_host(h) {
         return Err(format!(
             "{h:?} is not a host name: expected e.g. new.example.com, without scheme or port (use port)"
         ));
     }
     Ok(h.to_ascii_lowercase().into())
-}
-
-/// A request host safe to put in `Location`: a valid URI authority without user information
-/// (RFC 3986 §3.2.2), so a client's Host cannot inject anything else into the header.
-fn valid_request_host(h: &str) -> bool {
-    !h.is_empty() && !h.contains('@') && h.parse::<http::uri::Authority>().is_ok()
 }
 
 #[cfg(test)]

@@ -1,22 +1,18 @@
-//! TLS material of the edge: the certificates of TLS listeners (chosen per connection by the
-//! name the client asks for, SNI) and the trust and client identity used towards TLS upstreams.
+//! TLS material of the edge, read and checked with rustls: PEM certificates and keys, the
+//! trust and client identity used towards TLS upstreams, and a handshake probe.
 //!
-//! Everything here is plain rustls: files are read and checked when the config is loaded, so a
-//! missing file, a file that is not PEM, a key that does not belong to its certificate or a
-//! certificate that names nothing is refused before start (with the key and the path). The
-//! Pingora listener and peer code in [`crate::proxy`] only hands these values on.
+//! A leaf: files are read and checked when the config is loaded, so a missing file, a file
+//! that is not PEM or a key that does not belong to its certificate is refused before start
+//! (with the key and the path). The listener certificates and their SNI index use these
+//! helpers from [`crate::listeners::certs`]; the Pingora listener and peer code in
+//! [`crate::proxy`] only hands the values on.
 //!
-//! - [`certs`]: listener certificates, the SNI index ([`CertStore`]), the rustls resolver that
-//!   reads the current store ([`CertResolver`]) and the run-time handle to replace them
-//!   ([`ListenerCertificates`]).
 //! - [`probe`]: a handshake that tells when a TLS listener is up.
 //! - [`upstream`]: CA certificates and client certificates for upstream connections.
 
-pub mod certs;
 pub mod probe;
 pub mod upstream;
 
-pub use certs::{CertResolver, CertStore, ListenerCertificates, LoadedCert};
 pub use upstream::{ClientIdentity, UpstreamTls};
 
 use rustls::pki_types::pem::PemObject;

@@ -5,7 +5,7 @@
 //!
 //! | phase                           | call                     |
 //! |---------------------------------|--------------------------|
-//! | `early_request_filter`          | [`start`]                |
+//! | `early_request_filter`          | [`start`] (or [`request_info`] + [`RequestTrace::start`]) |
 //! | `upstream_peer`                 | [`RequestTrace::begin_attempt`] |
 //! | `connected_to_upstream`         | [`connected`]            |
 //! | `upstream_request_filter`       | [`inject`]               |
@@ -16,47 +16,46 @@
 //! | `logging`                       | [`finish`]               |
 
 use super::request::{RequestInfo, RequestTrace, Tracer};
+use crate::net::{request_authority, split_host_port};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::protocols::Digest;
 use pingora::proxy::Session;
-use pingora::{Error, ErrorSource, ErrorType};
+use pingora::{Error, ErrorSource};
 use std::borrow::Cow;
 
-/// True when the downstream connection is TLS (the request's scheme is `https`).
-pub fn downstream_is_tls(session: &Session) -> bool {
-    digest_is_tls(session.digest())
-}
-
-/// A connection is TLS when its digest carries TLS details (Pingora fills `ssl_digest` for
-/// every TLS connection, downstream and upstream).
-fn digest_is_tls(digest: Option<&Digest>) -> bool {
-    digest.is_some_and(|d| d.ssl_digest.is_some())
+/// What [`RequestTrace::start`] needs, read from the downstream session: the request head, the
+/// scheme (TLS or not), the host and port (the Host header, or the URI authority for HTTP/2),
+/// the client's address and the local port.
+pub fn request_info(session: &Session) -> RequestInfo<'_> {
+    let req = session.req_header();
+    let (host, host_port) = match request_authority(&req.headers, &req.uri).map(split_host_port) {
+        Some((h, p)) => (Some(h), p),
+        None => (None, None),
+    };
+    // Pingora fills `ssl_digest` for every TLS connection.
+    let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+    RequestInfo {
+        method: &req.method,
+        uri: &req.uri,
+        version: req.version,
+        headers: &req.headers,
+        scheme: if tls { "https" } else { "http" },
+        host,
+        host_port,
+        client_addr: session.client_addr().and_then(|a| a.as_inet()).copied(),
+        local_port: session
+            .server_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.port()),
+    }
 }
 
 /// Starts the request's trace from the downstream request head (trust and sampling per the
 /// tracer's options). Call it in `early_request_filter`, the first phase after the request
-/// head has been read.
+/// head has been read. A proxy that has already read these facts builds the [`RequestInfo`]
+/// itself and calls [`RequestTrace::start`].
 pub fn start(tracer: &Tracer, session: &Session) -> RequestTrace {
-    let req = session.req_header();
-    RequestTrace::start(
-        tracer,
-        &RequestInfo {
-            method: &req.method,
-            uri: &req.uri,
-            version: req.version,
-            headers: &req.headers,
-            scheme: if downstream_is_tls(session) {
-                "https"
-            } else {
-                "http"
-            },
-            client_addr: session.client_addr().and_then(|a| a.as_inet()).copied(),
-            local_port: session
-                .server_addr()
-                .and_then(|a| a.as_inet())
-                .map(|a| a.port()),
-        },
-    )
+    RequestTrace::start(tracer, &request_info(session))
 }
 
 /// Records that the attempt has a connection; a new one's TCP connect time comes from the
@@ -121,12 +120,16 @@ pub fn upstream_body(trace: &mut RequestTrace, end_of_stream: bool) {
     }
 }
 
-/// Records a failed upstream attempt.
+/// Records a failed upstream attempt. `error.type` is Pingora's name of the error's type
+/// (`ConnectRefused`, `ReadTimedout`, ...); a proxy with names of its own records the attempt
+/// with [`RequestTrace::attempt_failed`].
 pub fn attempt_error(trace: &mut RequestTrace, e: &Error) {
-    trace.attempt_failed(Cow::Borrowed(error_type(e)), e.to_string());
+    trace.attempt_failed(Cow::Borrowed(e.etype().as_str()), e.to_string());
 }
 
-/// Ends the request's spans. `e` is the error Pingora passes to `logging`, if any.
+/// Ends the request's spans. `e` is the error Pingora passes to `logging`, if any (named as
+/// in [`attempt_error`]); a proxy that keeps its own record of the outcome calls
+/// [`RequestTrace::finish`] with it instead.
 pub fn finish(trace: RequestTrace, tracer: &Tracer, session: &Session, e: Option<&Error>) {
     let mut trace = trace;
     if let Some(e) = e {
@@ -136,81 +139,8 @@ pub fn finish(trace: RequestTrace, tracer: &Tracer, session: &Session, e: Option
     }
     let status = session.response_written().map_or(0, |r| r.status.as_u16());
     let error_type = match e {
-        Some(e) if status == 0 => Some(Cow::Borrowed(error_type(e))),
+        Some(e) if status == 0 => Some(Cow::Borrowed(e.etype().as_str())),
         _ => None,
     };
     trace.finish(tracer, status, error_type);
-}
-
-/// True when the error is a timeout (the proxy answers 504 for these).
-pub fn is_timeout(e: &Error) -> bool {
-    matches!(
-        e.etype(),
-        ErrorType::ConnectTimedout
-            | ErrorType::ReadTimedout
-            | ErrorType::WriteTimedout
-            | ErrorType::TLSHandshakeTimedout
-    )
-}
-
-/// The `error.type` value for a Pingora error: low-cardinality, stable names.
-pub fn error_type(e: &Error) -> &'static str {
-    match e.etype() {
-        ErrorType::ConnectTimedout
-        | ErrorType::ReadTimedout
-        | ErrorType::WriteTimedout
-        | ErrorType::TLSHandshakeTimedout => "timeout",
-        ErrorType::ConnectRefused => "connection_refused",
-        ErrorType::ConnectNoRoute => "no_route",
-        ErrorType::TLSHandshakeFailure | ErrorType::InvalidCert | ErrorType::HandshakeError => {
-            "tls_error"
-        }
-        ErrorType::ConnectError | ErrorType::BindError | ErrorType::SocketError => "connect_error",
-        ErrorType::ConnectionClosed => match e.esource() {
-            ErrorSource::Downstream => "client_closed",
-            _ => "connection_closed",
-        },
-        ErrorType::ReadError | ErrorType::WriteError => match e.esource() {
-            ErrorSource::Downstream => "client_io_error",
-            _ => "io_error",
-        },
-        ErrorType::InvalidHTTPHeader
-        | ErrorType::H1Error
-        | ErrorType::H2Error
-        | ErrorType::InvalidH2 => "protocol_error",
-        _ => "_OTHER",
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use pingora::protocols::tls::SslDigest;
-    use std::sync::Arc;
-
-    /// The TLS branch, without a TLS listener: a digest with TLS details is TLS, one without
-    /// (plain TCP) and none at all are not.
-    #[test]
-    fn tls_from_digest_table() {
-        let plain = Digest::default();
-        let tls = Digest {
-            ssl_digest: Some(Arc::new(SslDigest::new(
-                "TLS_AES_128_GCM_SHA256",
-                "TLSv1.3",
-                None,
-                None,
-                Vec::new(),
-            ))),
-            ..Digest::default()
-        };
-        // (digest, is TLS, reason)
-        let cases = [
-            (None, false, "no digest (e.g. a request built in a test)"),
-            (Some(&plain), false, "plain TCP"),
-            (Some(&tls), true, "TLS details present"),
-        ];
-        for (d, want, why) in cases {
-            assert_eq!(digest_is_tls(d), want, "{why}");
-        }
-    }
 }

@@ -17,10 +17,12 @@ pub mod sampling;
 pub mod span;
 pub mod tls;
 pub mod transport;
-pub mod trust;
 pub mod w3c;
 pub mod zipkin;
 
+/// Whose incoming context is continued ([`TraceOptions::trust`]); shared with the proxy's
+/// forwarding headers.
+pub use crate::net::{Cidr, Trust};
 pub use exporter::{start_pipeline, ExporterProtocol, ExporterSettings, TelemetrySettings};
 pub use pipeline::{BatchExporter, Pipeline, PipelineSettings, SdkExporter, SpanSink};
 pub use propagation::{Propagator, Propagators};

@@ -13,12 +13,12 @@ use super::propagation::{
 };
 use super::sampling::Sampler;
 use super::span::{ClientFields, ServerFields, SpanBody, SpanLink, SpanRecord};
-use super::trust::Trust;
 use super::w3c::{
     format_traceparent, parse_tracestate, SpanId, TraceId, TraceParentError, FLAG_RANDOM,
     FLAG_SAMPLED,
 };
-use http::header::{HOST, USER_AGENT};
+use crate::net::Trust;
+use http::header::USER_AGENT;
 use http::{HeaderMap, HeaderName};
 use std::borrow::Cow;
 use std::net::SocketAddr;
@@ -103,6 +103,11 @@ pub struct RequestInfo<'a> {
     pub headers: &'a HeaderMap,
     /// `http` or `https`.
     pub scheme: &'static str,
+    /// The request's host (the Host header, or the URI authority for HTTP/2) without its
+    /// port: `server.address`.
+    pub host: Option<&'a str>,
+    /// The port written after the host, if any: `server.port`.
+    pub host_port: Option<u16>,
     pub client_addr: Option<SocketAddr>,
     /// The local port the request arrived on (`server.port` when the Host header has none).
     pub local_port: Option<u16>,
@@ -223,7 +228,10 @@ impl RequestTrace {
         // A continued trace keeps the caller's random flag (§3.2.2.5.2); ids made here are
         // random. The sampled flag is this hop's decision, set by `decide_sampling` below.
         let random = parent_flags.map_or(FLAG_RANDOM, |f| f & FLAG_RANDOM);
-        let (server_address, host_port) = authority(req);
+        let (server_address, host_port) = match req.host {
+            Some(h) if !h.is_empty() => (Some(h.to_ascii_lowercase()), req.host_port),
+            _ => (None, None),
+        };
         let server = ServerFields {
             method: req.method.clone(),
             route: None,
@@ -568,23 +576,6 @@ impl RequestTrace {
     }
 }
 
-/// `server.address`/`server.port` from the Host header (HTTP/1) or the URI authority (HTTP/2).
-fn authority(req: &RequestInfo<'_>) -> (Option<String>, Option<u16>) {
-    let raw = req
-        .headers
-        .get(HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri.authority().map(|a| a.as_str()));
-    let Some(raw) = raw else {
-        return (None, None);
-    };
-    let (host, port) = crate::routing::split_host_port(raw);
-    if host.is_empty() {
-        return (None, None);
-    }
-    (Some(host.to_ascii_lowercase()), port)
-}
-
 fn protocol_version(v: http::Version) -> &'static str {
     match v {
         http::Version::HTTP_09 => "0.9",
@@ -610,6 +601,8 @@ mod tests {
             version: http::Version::HTTP_11,
             headers,
             scheme: "http",
+            host: None,
+            host_port: None,
             client_addr: Some("10.1.2.3:5555".parse().unwrap()),
             local_port: Some(8080),
         }
@@ -627,7 +620,12 @@ mod tests {
         h.insert("tracestate", "rojo=1".parse().unwrap());
         h.insert("host", "API.example.com:8443".parse().unwrap());
         let uri: http::Uri = "/x?secret=1".parse().unwrap();
-        let t = RequestTrace::start(&Tracer::default(), &info(&h, &uri, &http::Method::GET));
+        let req = RequestInfo {
+            host: Some("API.example.com"),
+            host_port: Some(8443),
+            ..info(&h, &uri, &http::Method::GET)
+        };
+        let t = RequestTrace::start(&Tracer::default(), &req);
         assert_eq!(t.trace_id().to_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
         assert_eq!(t.parent_span_id().unwrap().to_hex(), "00f067aa0ba902b7");
         assert_eq!(t.server.server_address.as_deref(), Some("api.example.com"));

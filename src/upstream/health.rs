@@ -7,8 +7,8 @@
 //! `upstream app: backend 10.0.0.1:80 is down: <reason>` / `… is up again`. Backends start
 //! healthy, and the first probe runs at once.
 //!
-//! The thread starts when a [`crate::gateway::Gateway`] is built (outside any async runtime:
-//! it owns a small one) and stops when the handle is dropped with its generation. A backend
+//! The thread starts when a config generation's pools are built (the proxy's `Gateway`,
+//! outside any async runtime: it owns a small one) and stops when the handle is dropped with its generation. A backend
 //! kept by a reload shares its state with the previous generation (see [`super::state`]);
 //! both generations' checkers then take turns, so it is still probed once per interval.
 

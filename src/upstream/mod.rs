@@ -11,6 +11,7 @@
 //! - `health`: the active health checks' background thread.
 //! - `attempt`: one request's attempts ([`Attempts`]).
 //! - `key`: the hash key read from a request.
+//! - `host`: the Host header sent to the backends ([`PassHost`]).
 //!
 //! Choosing a backend: among the backends this request has not tried, the available ones
 //! (passing their health check and not ejected) first. When every backend is down, they are
@@ -20,18 +21,20 @@
 mod attempt;
 mod balance;
 mod health;
+mod host;
 mod key;
 pub mod settings;
 mod state;
 
 pub use attempt::{Attempts, Failure, FailureStage, OutOfTime};
 pub use health::HealthChecks;
+pub use host::{backend_host, parse_fixed_host, PassHost};
 pub use key::{cookie, HashKey};
 pub use settings::{
-    Balance, HashOn, HealthCheck, PassiveHealth, Probe, StatusRanges, UpstreamTimeouts,
+    Balance, HashOn, HealthCheck, PassiveHealth, Probe, StatusRanges, UpstreamSpec,
+    UpstreamTimeouts,
 };
 
-use crate::config::UpstreamSpec;
 use balance::{Algorithm, Selector};
 use state::{millis, now_ms, BackendState, InFlight};
 use std::net::SocketAddr;
@@ -46,7 +49,7 @@ pub struct UpstreamPool {
     pub backends: Vec<SocketAddr>,
     pub timeouts: UpstreamTimeouts,
     /// The Host header sent to this pool's backends.
-    pub pass_host: crate::routing::PassHost,
+    pub pass_host: PassHost,
     balance: Balance,
     selector: Selector,
     states: Arc<[Arc<BackendState>]>,
@@ -289,8 +292,10 @@ impl UpstreamPool {
 }
 
 /// Starts the active health checks of `pools` (`None` when no pool has any).
-pub fn start_health_checks(pools: &[UpstreamPool]) -> Option<HealthChecks> {
-    HealthChecks::start(pools.iter().flat_map(|p| p.health_targets()).collect())
+pub fn start_health_checks<'a>(
+    pools: impl IntoIterator<Item = &'a UpstreamPool>,
+) -> Option<HealthChecks> {
+    HealthChecks::start(pools.into_iter().flat_map(|p| p.health_targets()).collect())
 }
 
 #[cfg(test)]
@@ -299,29 +304,12 @@ mod tests {
     use std::time::Duration;
 
     fn spec(n: usize) -> UpstreamSpec {
-        UpstreamSpec {
-            name: "x".into(),
-            backends: (0..n)
+        UpstreamSpec::for_test(
+            "x",
+            (0..n)
                 .map(|i| format!("127.0.0.1:{}", i + 1).parse().unwrap())
                 .collect(),
-            timeouts: UpstreamTimeouts {
-                connect: Duration::from_secs(1),
-                read: Duration::from_secs(1),
-                write: Duration::from_secs(1),
-                total: None,
-            },
-            tls: None,
-            http2: false,
-            pass_host: Default::default(),
-            weights: vec![1; n],
-            balance: Balance::RoundRobin,
-            health_check: None,
-            passive: PassiveHealth {
-                max_fails: 1,
-                fail_timeout: Duration::from_secs(10),
-            },
-            retries: None,
-        }
+        )
     }
 
     fn failure(stage: FailureStage, replayable: bool) -> Failure {

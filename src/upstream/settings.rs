@@ -1,8 +1,64 @@
-//! The checked settings of one pool beyond its backends: how a backend is chosen (`lb`,
-//! `hash_on`), how its health is watched (`health_check`, `max_fails`/`fail_timeout`) and the
-//! request's budget (`retries`, the timeouts). The config loader builds these; the pool reads them.
+//! The checked settings of one pool ([`UpstreamSpec`]): its backends, how a backend is chosen
+//! (`lb`, `hash_on`), how its health is watched (`health_check`, `max_fails`/`fail_timeout`),
+//! the request's budget (`retries`, the timeouts) and how backends are reached (TLS, HTTP/2,
+//! the Host). The config loader builds these; the pool and the proxy read them.
 
+use super::PassHost;
+use crate::tls::UpstreamTls;
+use std::net::SocketAddr;
 use std::time::Duration;
+
+/// One checked upstream pool.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamSpec {
+    pub name: String,
+    pub backends: Vec<SocketAddr>,
+    pub timeouts: UpstreamTimeouts,
+    /// TLS to the backends, when configured.
+    pub tls: Option<UpstreamTls>,
+    /// HTTP/2 to the backends (ALPN over TLS, prior knowledge over plain TCP).
+    pub http2: bool,
+    /// The Host header sent to the backends (`pass_host`, `host`).
+    pub pass_host: PassHost,
+    /// The weight of each backend, in the order of `backends` (1 to 256, the config's limit).
+    pub weights: Vec<u32>,
+    /// `lb` and `hash_on`.
+    pub balance: Balance,
+    pub health_check: Option<HealthCheck>,
+    /// `max_fails` and `fail_timeout`.
+    pub passive: PassiveHealth,
+    /// More attempts after the first; `None`: each backend once (`backends.len() - 1`).
+    pub retries: Option<u32>,
+}
+
+#[cfg(test)]
+impl UpstreamSpec {
+    /// A pool of `backends` with weight 1, round robin, 1 s timeouts, no TLS, no health
+    /// check, nginx's passive-health defaults: the settings tests start from.
+    pub(crate) fn for_test(name: &str, backends: Vec<SocketAddr>) -> UpstreamSpec {
+        UpstreamSpec {
+            name: name.into(),
+            weights: vec![1; backends.len()],
+            backends,
+            timeouts: UpstreamTimeouts {
+                connect: Duration::from_secs(1),
+                read: Duration::from_secs(1),
+                write: Duration::from_secs(1),
+                total: None,
+            },
+            tls: None,
+            http2: false,
+            pass_host: PassHost::default(),
+            balance: Balance::RoundRobin,
+            health_check: None,
+            passive: PassiveHealth {
+                max_fails: 1,
+                fail_timeout: Duration::from_secs(10),
+            },
+            retries: None,
+        }
+    }
+}
 
 /// Timeouts for talking to one pool's backends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

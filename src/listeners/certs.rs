@@ -15,7 +15,8 @@
 //! certificates of running listeners ([`ListenerCertificates::replace`]); handshakes in progress
 //! keep the certificate they picked.
 
-use crate::config::{Config, ListenerSpec};
+use super::ListenerSpec;
+use crate::tls;
 use arc_swap::ArcSwap;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
@@ -59,11 +60,10 @@ impl LoadedCert {
     /// Reads a PEM certificate chain (leaf first) and its PEM private key, checks that they
     /// belong together and that the leaf names at least one host or address.
     pub fn load(cert_path: &Path, key_path: &Path) -> Result<LoadedCert, (CertFile, String)> {
-        let cert_pem = super::read(cert_path).map_err(|e| (CertFile::Cert, e))?;
-        let chain =
-            super::pem_certificates(cert_path, &cert_pem).map_err(|e| (CertFile::Cert, e))?;
-        let key_pem = super::read(key_path).map_err(|e| (CertFile::Key, e))?;
-        let key = super::pem_private_key(key_path, &key_pem).map_err(|e| (CertFile::Key, e))?;
+        let cert_pem = tls::read(cert_path).map_err(|e| (CertFile::Cert, e))?;
+        let chain = tls::pem_certificates(cert_path, &cert_pem).map_err(|e| (CertFile::Cert, e))?;
+        let key_pem = tls::read(key_path).map_err(|e| (CertFile::Key, e))?;
+        let key = tls::pem_private_key(key_path, &key_pem).map_err(|e| (CertFile::Key, e))?;
         let (names, ips) = leaf_names(&chain[0]);
         if names.is_empty() && ips.is_empty() {
             return Err((
@@ -75,7 +75,7 @@ impl LoadedCert {
                 ),
             ));
         }
-        let key = super::certified_key(chain, &key, key_path).map_err(|e| (CertFile::Key, e))?;
+        let key = tls::certified_key(chain, &key, key_path).map_err(|e| (CertFile::Key, e))?;
         Ok(LoadedCert {
             cert_path: cert_path.to_owned(),
             key_path: key_path.to_owned(),
@@ -271,13 +271,12 @@ impl ListenerCertificates {
         self.listeners.get(i).and_then(|(_, r)| r.as_ref())
     }
 
-    /// Swaps in the certificates of `config`, a newly loaded and checked config (its files
-    /// were read and checked by the loader). Listeners cannot change while the server runs: if
-    /// `config` has other listen addresses, or turns TLS on or off on one, nothing is replaced
-    /// and the error says which listener differs. Returns how many listeners got new
+    /// Swaps in the certificates of `new`, the listeners of a newly loaded and checked config
+    /// (their files were read and checked by the loader). Listeners cannot change while the
+    /// server runs: if `new` has other addresses, or turns TLS on or off on one, nothing is
+    /// replaced and the error says which listener differs. Returns how many listeners got new
     /// certificates.
-    pub fn replace(&self, config: &Config) -> Result<usize, String> {
-        let new = &config.listeners;
+    pub fn replace(&self, new: &[ListenerSpec]) -> Result<usize, String> {
         if new.len() != self.listeners.len() {
             return Err(format!(
                 "listeners cannot change while running: {} configured, {} running (restart to \
@@ -400,19 +399,23 @@ mod tests {
 
     #[test]
     fn a_reload_replaces_certificates_but_not_listeners() {
-        use crate::config::load_str;
         let dir = tempfile::tempdir().unwrap();
-        let env = HashMap::<&str, &str>::new();
-        let yaml = |tag: &str, names: &[&str], addr: &str| {
-            let c = cert_for(dir.path(), tag, names);
-            format!(
-                "listen: [\"127.0.0.1:0\", {{ addr: \"{addr}\", tls: {{ certificates: [{{ cert_file: \"{}\", key_file: \"{}\" }}] }} }}]\n",
-                c.cert_path.display(),
-                c.key_path.display()
-            )
+        let listener = |addr: &str, cert: Option<LoadedCert>| ListenerSpec {
+            addr: addr.parse().unwrap(),
+            tls: cert.map(|c| super::super::ListenerTls {
+                store: Arc::new(CertStore::new(vec![c]).unwrap()),
+            }),
+            http2: false,
+            redirect_https: None,
         };
-        let first = load_str(&yaml("old", &["old.test"], "127.0.0.1:8443"), "t", &env).unwrap();
-        let certs = ListenerCertificates::new(&first.listeners);
+        let listeners = |tag: &str, names: &[&str], addr: &str| {
+            vec![
+                listener("127.0.0.1:0", None),
+                listener(addr, Some(cert_for(dir.path(), tag, names))),
+            ]
+        };
+        let first = listeners("old", &["old.test"], "127.0.0.1:8443");
+        let certs = ListenerCertificates::new(&first);
         assert!(
             certs.resolver(0).is_none(),
             "the plain listener has no resolver"
@@ -421,7 +424,7 @@ mod tests {
         let names = |r: &CertResolver| r.current().certificates()[0].names.clone();
         assert_eq!(names(&resolver), ["old.test"]);
 
-        let renewed = load_str(&yaml("new", &["new.test"], "127.0.0.1:8443"), "t", &env).unwrap();
+        let renewed = listeners("new", &["new.test"], "127.0.0.1:8443");
         assert_eq!(certs.replace(&renewed), Ok(1));
         assert_eq!(
             names(&resolver),
@@ -429,16 +432,19 @@ mod tests {
             "the running listener now has the new one"
         );
 
-        // (config, why) that may not be applied while running; nothing changes.
-        let moved = load_str(&yaml("x", &["x.test"], "127.0.0.1:9443"), "t", &env).unwrap();
-        let fewer = load_str("listen: [\"127.0.0.1:0\"]\n", "t", &env).unwrap();
-        let plain = load_str("listen: [\"127.0.0.1:0\", \"127.0.0.1:8443\"]\n", "t", &env).unwrap();
-        for (c, why) in [
+        // (listeners, why) that may not be applied while running; nothing changes.
+        let moved = listeners("x", &["x.test"], "127.0.0.1:9443");
+        let fewer = vec![listener("127.0.0.1:0", None)];
+        let plain = vec![
+            listener("127.0.0.1:0", None),
+            listener("127.0.0.1:8443", None),
+        ];
+        for (l, why) in [
             (moved, "another address"),
             (fewer, "a listener less"),
             (plain, "TLS turned off"),
         ] {
-            let e = certs.replace(&c).expect_err(why);
+            let e = certs.replace(&l).expect_err(why);
             assert!(e.contains("cannot change while running"), "{why}: {e}");
             assert_eq!(
                 names(&resolver),

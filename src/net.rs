@@ -1,11 +1,63 @@
-//! Which clients may continue a trace: `telemetry.trust_incoming`.
+//! Network helpers shared by routing, the upstreams and the tracing plugin: the host and port of
+//! a Host header, what counts as a host name, IP networks (CIDR) and the trust check of
+//! `forwarded.trusted` and `telemetry.trust_incoming`.
 //!
-//! At the edge, an incoming `traceparent` comes from anyone. A client that is not trusted cannot
-//! join its request to a trace of its choosing or force it to be sampled: tracegate starts a new
-//! trace, decides sampling itself, and keeps the client's context as a link on the SERVER span
-//! (OpenTelemetry trace API, "Links": for a causal relationship across a trust boundary).
+//! A leaf: plain Rust on `std` and `http` types, importing nothing else of tracegate.
+//!
+//! At the edge, headers that name a client or a trace come from anyone. A client that is not
+//! trusted cannot pass itself off as another address (`X-Forwarded-For`, `Forwarded`), nor join
+//! its request to a trace of its choosing or force it to be sampled (`traceparent`): the proxy
+//! replaces what it sent, or starts a new trace and keeps the client's context as a link on the
+//! SERVER span (OpenTelemetry trace API, "Links": for a causal relationship across a trust
+//! boundary).
 
 use std::net::IpAddr;
+
+/// Splits `host[:port]` (also `[v6]:port`) into the host and the port, if one is present and
+/// valid. The brackets of an IPv6 literal are kept, as in the Host header.
+pub fn split_host_port(s: &str) -> (&str, Option<u16>) {
+    let s = s.trim();
+    if s.starts_with('[') {
+        if let Some(end) = s.find(']') {
+            let port = s[end + 1..].strip_prefix(':').and_then(|p| p.parse().ok());
+            return (&s[..=end], port);
+        }
+        return (s, None);
+    }
+    match s.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') => (h, p.parse().ok()),
+        _ => (s, None),
+    }
+}
+
+/// The request's authority: its Host header, or the authority of its URI (HTTP/2 has no Host
+/// header; `:authority` stands for it, RFC 9113 §8.3.1). `None` when neither is there or the
+/// Host is not text.
+pub fn request_authority<'a>(headers: &'a http::HeaderMap, uri: &'a http::Uri) -> Option<&'a str> {
+    headers
+        .get(http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| uri.authority().map(|a| a.as_str()))
+}
+
+/// True when `h` (without a port) is a host name or an IP literal fit to write into a URL or a
+/// Host header: dot-separated labels of letters, digits, `-` and `_` (an IPv4 address is such
+/// a name), or an IPv6 address in brackets. Nothing else passes, so a value a client sent
+/// cannot carry a path, user information or another header into what is built from it.
+pub fn is_host(h: &str) -> bool {
+    match h.strip_prefix('[').and_then(|v| v.strip_suffix(']')) {
+        Some(v6) => v6.parse::<std::net::Ipv6Addr>().is_ok(),
+        None => {
+            !h.is_empty()
+                && h.len() <= 253
+                && h.split('.').all(|l| {
+                    !l.is_empty()
+                        && l.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                })
+        }
+    }
+}
 
 /// An IP network: an address and a prefix length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,6 +166,56 @@ impl Trust {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_port_split_table() {
+        let cases = [
+            ("example.com", ("example.com", None), "no port"),
+            ("example.com:8080", ("example.com", Some(8080)), "port"),
+            (
+                "[::1]:8080",
+                ("[::1]", Some(8080)),
+                "IPv6 literal with port",
+            ),
+            ("[::1]", ("[::1]", None), "IPv6 literal alone"),
+            (
+                "example.com:x",
+                ("example.com", None),
+                "bad port is ignored",
+            ),
+            (
+                "::1",
+                ("::1", None),
+                "bare IPv6 (not valid in Host) is left whole",
+            ),
+        ];
+        for (input, want, why) in cases {
+            assert_eq!(split_host_port(input), want, "{why}");
+        }
+    }
+
+    #[test]
+    fn host_table() {
+        // (host, valid, reason)
+        let cases = [
+            ("example.com", true, "a name"),
+            ("Example.COM", true, "case does not matter"),
+            ("a_b.example", true, "underscores occur in real names"),
+            ("127.0.0.1", true, "an IPv4 address"),
+            ("[::1]", true, "an IPv6 literal"),
+            ("[nope]", false, "brackets around a non-address"),
+            ("::1", false, "a bare IPv6 address is not a host"),
+            ("", false, "empty"),
+            ("a..b", false, "an empty label"),
+            ("evil.com/x", false, "a slash cannot smuggle a path"),
+            ("a@b.com", false, "user information"),
+            ("a b", false, "a space"),
+        ];
+        for (h, ok, why) in cases {
+            assert_eq!(is_host(h), ok, "{why}");
+        }
+        assert!(!is_host(&"a".repeat(254)), "longer than a DNS name");
+    }
 
     #[test]
     fn parse_table() {

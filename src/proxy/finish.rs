@@ -1,0 +1,49 @@
+//! The end of a request (`logging`, which runs for every request however it ended): its
+//! [`Exchange`] is built once, from the context and the response written, and handed to each
+//! consumer: the error line of an upstream failure and the end of the request's spans.
+
+use super::{errors, RequestCtx};
+use crate::exchange::{Exchange, Failure, TraceRef, UpstreamPart};
+use crate::observe;
+use pingora::proxy::Session;
+use pingora::{Error, ErrorSource};
+use std::borrow::Cow;
+
+/// Builds the request's record and hands it to its consumers.
+pub(super) fn finish(session: &Session, ctx: &mut RequestCtx, e: Option<&Error>) {
+    let Some(mut trace) = ctx.trace.take() else {
+        return;
+    };
+    let req = session.req_header();
+    let x = Exchange {
+        downstream: &ctx.downstream,
+        method: &req.method,
+        path: req.uri.path(),
+        route: ctx.route().map(|r| &*r.name),
+        status: session.response_written().map_or(0, |r| r.status.as_u16()),
+        upstream: ctx.upstream().map(|u| UpstreamPart {
+            name: u.pool.name.clone(),
+            backend: ctx.backend,
+            attempts: ctx.upstream.count(),
+        }),
+        failure: e.map(|e| Failure {
+            error_type: errors::error_type(e),
+            upstream: e.esource() == &ErrorSource::Upstream,
+            message: e,
+        }),
+        trace: Some(TraceRef {
+            trace_id: trace.trace_id().0,
+            span_id: trace.span_id().0,
+            sampled: trace.is_sampled(),
+        }),
+        duration: ctx.start.map(|s| s.elapsed()).unwrap_or_default(),
+    };
+    observe::upstream_failure(&x);
+    // The SERVER span ends with the record's outcome; an upstream failure also ends the
+    // attempt that was open.
+    if let Some(f) = x.failure.filter(|f| f.upstream) {
+        trace.attempt_failed(Cow::Borrowed(f.error_type), f.message.to_string());
+    }
+    let error_type = x.unanswered_error().map(Cow::Borrowed);
+    trace.finish(&ctx.gateway.tracer, x.status, error_type);
+}
