@@ -3,7 +3,7 @@
 
 use crate::config::{Config, ProcessEnv};
 use crate::listeners::{ListenerCertificates, ListenerSpec, Redirects};
-use crate::proxy::{Gateway, TracegateProxy};
+use crate::proxy::TracegateProxy;
 use crate::reload::Reloader;
 use crate::routing::filter::{Chain, Filter, HttpsRedirect};
 use crate::trace::{start_pipeline, Tracer};
@@ -97,7 +97,7 @@ pub fn run(config: Config, opts: RunOptions) -> Result<(), StartError> {
     let listen: Vec<SocketAddr> = reserved.iter().map(|r| r.addr).collect();
     let pipeline = start_pipeline(&config.telemetry).map_err(StartError)?;
     let tracer = Tracer::new(pipeline.as_ref().map(|p| p.sink()));
-    let gateway = crate::proxy::gateway::shared(new_gateway(&config, &tracer));
+    let gateway = crate::proxy::gateway::shared(crate::reload::gateway_for(&config, &tracer));
     // A config reload swaps certificates through this handle; listeners themselves cannot
     // change while running.
     let certificates = ListenerCertificates::new(&config.listeners);
@@ -188,16 +188,6 @@ pub fn run(config: Config, opts: RunOptions) -> Result<(), StartError> {
         );
     }
     Ok(())
-}
-
-/// The routing state of `config` for the proxy, with the process's span sink.
-pub fn new_gateway(config: &Config, tracer: &Tracer) -> Gateway {
-    Gateway::new(
-        config.router.clone(),
-        &config.upstreams,
-        tracer,
-        config.telemetry.options.clone(),
-    )
 }
 
 /// Logs `listening on http://ADDR` (`https://` for a TLS listener) for each listener once it

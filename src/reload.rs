@@ -1,5 +1,5 @@
 //! Configuration reload: on SIGHUP, or when the config file's content changes, the file is
-//! loaded and checked again and, when valid, a new [`crate::proxy::Gateway`] is swapped in.
+//! loaded and checked again and, when valid, a new [`Gateway`] is swapped in.
 //!
 //! A swap never touches connections: requests in flight finish with the gateway they started
 //! with, and keep-alive connections pick up the new one with their next request. A file that
@@ -10,7 +10,7 @@
 
 use crate::config::{self, Config, ConfigError, Env};
 use crate::listeners::{ListenerCertificates, RedirectHttps};
-use crate::proxy::SharedGateway;
+use crate::proxy::{Gateway, SharedGateway};
 use crate::trace::Tracer;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -68,7 +68,7 @@ impl Reloader {
             Ok(new) => {
                 let restart_only = restart_only_changes(&self.started, &new);
                 self.gateway
-                    .store(Arc::new(crate::app::new_gateway(&new, &self.tracer)));
+                    .store(Arc::new(gateway_for(&new, &self.tracer)));
                 // Certificates are re-read on every reload, so a renewed certificate is
                 // served after a SIGHUP. Changed listeners are reported with `listen` below.
                 let certificates = match self.certificates.replace(&new.listeners) {
@@ -142,6 +142,17 @@ impl Reloader {
             })?;
         Ok(())
     }
+}
+
+/// The routing state of `config` for the proxy (at start-up and on every reload), with the
+/// process's span sink.
+pub fn gateway_for(config: &Config, tracer: &Tracer) -> Gateway {
+    Gateway::new(
+        config.router.clone(),
+        &config.upstreams,
+        tracer,
+        config.telemetry.options.clone(),
+    )
 }
 
 /// The process-level keys whose change a reload cannot apply.
