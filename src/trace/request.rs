@@ -6,8 +6,8 @@
 //! span durations never go backwards when the system clock is adjusted.
 
 use super::capture::Capture;
+use super::export::pipeline::SpanSink;
 use super::ids::{new_span_id, new_trace_id};
-use super::pipeline::SpanSink;
 use super::propagation::{
     self, parse_baggage, Baggage, Extracted, Outgoing, Propagator, Propagators, BAGGAGE,
 };

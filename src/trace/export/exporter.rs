@@ -7,10 +7,10 @@
 
 use super::otlp::{OtlpEncoder, OtlpExporter, OtlpTransport};
 use super::pipeline::{BatchExporter, Pipeline, PipelineSettings, SdkExporter};
-use super::span::SpanRecord;
 use super::tls::TlsSettings;
 use super::transport::Compression;
 use super::zipkin::{ZipkinEncoder, ZipkinExporter};
+use crate::trace::span::SpanRecord;
 use opentelemetry::trace::Status;
 use opentelemetry::{InstrumentationScope, KeyValue};
 use opentelemetry_sdk::error::OTelSdkResult;
@@ -90,7 +90,7 @@ pub struct TelemetrySettings {
     pub exporter: ExporterSettings,
     pub batch: PipelineSettings,
     /// What the request path does with trace context (response headers, ...).
-    pub options: super::request::TraceOptions,
+    pub options: crate::trace::request::TraceOptions,
 }
 
 /// The exporters tracegate can drive, behind one type so the pipeline is not generic over them.

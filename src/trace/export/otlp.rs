@@ -18,8 +18,8 @@
 
 use super::exporter::ExporterSettings;
 use super::pipeline::{throttled_error, BatchExporter};
-use super::span::{AttrScratch, AttrValue, EventView, Kind, SpanRecord};
 use super::transport::{check_scheme, error_chain, Compression, HttpPost};
+use crate::trace::span::{AttrScratch, AttrValue, EventView, Kind, SpanRecord};
 use bytes::{Buf, BufMut, Bytes};
 use opentelemetry::Value;
 use opentelemetry_sdk::Resource;

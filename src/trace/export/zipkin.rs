@@ -17,8 +17,8 @@
 
 use super::exporter::ExporterSettings;
 use super::pipeline::BatchExporter;
-use super::span::{AttrScratch, AttrValue, EventView, Kind, SpanBody, SpanRecord};
 use super::transport::HttpPost;
+use crate::trace::span::{AttrScratch, AttrValue, EventView, Kind, SpanBody, SpanRecord};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
