@@ -127,7 +127,7 @@ pub fn run(config: Config, opts: RunOptions) -> Result<(), StartError> {
         } else {
             " to "
         },
-        crate::trace::export::exporter::redact_userinfo(&t.exporter.endpoint),
+        crate::trace::export::settings::redact_userinfo(&t.exporter.endpoint),
         t.service_name
     );
 

@@ -9,8 +9,8 @@ use super::{ConfigError, Env};
 use crate::routing::Router;
 use crate::tls::UpstreamTls;
 use crate::trace::capture::{Capture, QueryMode};
-use crate::trace::export::exporter::{ExporterProtocol, ExporterSettings, TelemetrySettings};
 use crate::trace::export::pipeline::PipelineSettings;
+use crate::trace::export::settings::{ExporterProtocol, ExporterSettings, TelemetrySettings};
 use crate::trace::export::tls::{TlsFile, TlsSettings};
 use crate::trace::export::transport::Compression;
 use crate::trace::propagation::Propagators;
@@ -326,7 +326,7 @@ fn response_header_name(name: &str) -> Result<http::HeaderName, String> {
 
 fn check_endpoint(url: &str) -> Result<(), String> {
     // Errors quote the URL without any credentials written into it.
-    let s = crate::trace::export::exporter::redact_userinfo(url);
+    let s = crate::trace::export::settings::redact_userinfo(url);
     let uri: http::Uri = url.parse().map_err(|e| format!("invalid URL {s:?}: {e}"))?;
     match uri.scheme_str() {
         Some("http" | "https") => {}

@@ -16,8 +16,8 @@
 //! configured headers, may gzip the message, and speak TLS to `https://` endpoints
 //! (`super::transport`, `super::tls`).
 
-use super::exporter::ExporterSettings;
 use super::pipeline::{throttled_error, BatchExporter};
+use super::settings::ExporterSettings;
 use super::transport::{check_scheme, error_chain, Compression, HttpPost};
 use crate::trace::span::{AttrScratch, AttrValue, EventView, Kind, SpanRecord};
 use bytes::{Buf, BufMut, Bytes};

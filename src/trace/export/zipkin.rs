@@ -15,8 +15,8 @@
 //! such field and it ignores the resource), so every span would reach Zipkin without a
 //! service. Like the OTLP encoder, this one writes a batch into one reused buffer.
 
-use super::exporter::ExporterSettings;
 use super::pipeline::BatchExporter;
+use super::settings::ExporterSettings;
 use super::transport::HttpPost;
 use crate::trace::span::{AttrScratch, AttrValue, EventView, Kind, SpanBody, SpanRecord};
 use std::fmt::Write as _;
