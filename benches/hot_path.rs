@@ -18,10 +18,9 @@ use tracegate::routing::{
 };
 use tracegate::trace::export::otlp::OtlpEncoder;
 use tracegate::trace::export::pipeline::PipelineStats;
+use tracegate::trace::ids::{SpanId, TraceId};
 use tracegate::trace::span::{ClientFields, ServerFields, SpanBody, SpanRecord};
-use tracegate::trace::w3c::{
-    format_traceparent, parse_traceparent, parse_tracestate, SpanId, TraceId,
-};
+use tracegate::trace::w3c::{format_traceparent, parse_traceparent, parse_tracestate};
 use tracegate::trace::{
     BatchExporter, Pipeline, PipelineSettings, RequestInfo, RequestTrace, Tracer,
 };

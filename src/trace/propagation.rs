@@ -17,10 +17,8 @@
 //! headers of every configured format and leaves the headers of formats that are not configured
 //! exactly as the client sent them.
 
-use super::w3c::{
-    join_lines, parse_traceparent_lines, trim_ows, SpanId, TraceId, TraceParentError, FLAG_RANDOM,
-    FLAG_SAMPLED,
-};
+use super::ids::{SpanId, TraceId, FLAG_RANDOM, FLAG_SAMPLED};
+use super::w3c::{join_lines, parse_traceparent_lines, trim_ows, TraceParentError};
 use http::{HeaderMap, HeaderName};
 use std::fmt;
 

@@ -10,7 +10,7 @@
 //! tracegate-specific attributes live under the `tracegate.` namespace and are listed in README.
 
 use super::capture::CapturedHeader;
-use super::w3c::{SpanId, TraceId};
+use super::ids::{SpanId, TraceId};
 use opentelemetry::trace::{
     Event, Link, SpanContext, SpanKind, Status, TraceFlags, TraceState as OtelTraceState,
 };

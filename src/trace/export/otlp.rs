@@ -525,8 +525,8 @@ impl BatchExporter for OtlpExporter {
 mod tests {
     use super::*;
     use crate::trace::capture::CapturedHeader;
+    use crate::trace::ids::{SpanId, TraceId};
     use crate::trace::span::{ClientFields, ServerFields, SpanBody};
-    use crate::trace::w3c::{SpanId, TraceId};
     use opentelemetry::{InstrumentationScope, KeyValue};
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;

@@ -262,8 +262,8 @@ impl BatchExporter for ZipkinExporter {
 mod tests {
     use super::*;
     use crate::trace::capture::CapturedHeader;
+    use crate::trace::ids::{SpanId, TraceId};
     use crate::trace::span::{ClientFields, ServerFields};
-    use crate::trace::w3c::{SpanId, TraceId};
     use std::borrow::Cow;
     use std::time::Duration;
 
