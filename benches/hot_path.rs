@@ -19,8 +19,8 @@ use tracegate::routing::{
 use tracegate::trace::export::otlp::OtlpEncoder;
 use tracegate::trace::export::pipeline::PipelineStats;
 use tracegate::trace::ids::{SpanId, TraceId};
+use tracegate::trace::propagation::w3c::{format_traceparent, parse_traceparent, parse_tracestate};
 use tracegate::trace::span::{ClientFields, ServerFields, SpanBody, SpanRecord};
-use tracegate::trace::w3c::{format_traceparent, parse_traceparent, parse_tracestate};
 use tracegate::trace::{
     BatchExporter, Pipeline, PipelineSettings, RequestInfo, RequestTrace, Tracer,
 };

@@ -1,8 +1,8 @@
 //! The tracing plugin: W3C Trace Context, span recording and the OTLP export pipeline.
 //!
 //! Usable from any Pingora `ProxyHttp`: keep a [`RequestTrace`] in the request context and call
-//! the [`hooks`] from the matching phases. Only [`hooks`] touches Pingora types; [`w3c`],
-//! [`propagation`], [`request`], [`span`] and the [`export`] wing are plain Rust.
+//! the [`hooks`] from the matching phases. Only [`hooks`] touches Pingora types; [`propagation`],
+//! [`request`], [`span`] and the [`export`] wing are plain Rust.
 
 pub mod capture;
 pub mod export;
@@ -13,7 +13,6 @@ pub mod request;
 pub mod sampling;
 pub mod span;
 pub mod trust;
-pub mod w3c;
 
 pub use export::{
     start_pipeline, BatchExporter, ExporterProtocol, ExporterSettings, Pipeline, PipelineSettings,

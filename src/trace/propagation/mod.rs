@@ -3,7 +3,7 @@
 //! Jaeger parsers and formatters, W3C Baggage validation, and the header edits for the request
 //! that goes upstream.
 //!
-//! Pure code on `http` types only (no Pingora), like [`super::w3c`], which it uses for
+//! Pure code on `http` types only (no Pingora), like [`w3c`], which it uses for
 //! `traceparent`/`tracestate`. The names are OpenTelemetry's (SDK environment variables,
 //! `OTEL_PROPAGATORS`). The formats follow:
 //! - B3: <https://github.com/openzipkin/b3-propagation> (README, "Single Header" and
@@ -17,10 +17,12 @@
 //! headers of every configured format and leaves the headers of formats that are not configured
 //! exactly as the client sent them.
 
+pub mod w3c;
+
 use super::ids::{SpanId, TraceId, FLAG_RANDOM, FLAG_SAMPLED};
-use super::w3c::{join_lines, parse_traceparent_lines, trim_ows, TraceParentError};
 use http::{HeaderMap, HeaderName};
 use std::fmt;
+use w3c::{join_lines, parse_traceparent_lines, trim_ows, TraceParentError};
 
 /// The `traceparent` header name (W3C Trace Context).
 pub static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
@@ -802,7 +804,7 @@ pub fn upstream_edits(
     for &p in propagators.as_slice() {
         match p {
             Propagator::TraceContext => {
-                let tp = super::w3c::format_traceparent(&out.trace_id, &out.span_id, out.flags);
+                let tp = w3c::format_traceparent(&out.trace_id, &out.span_id, out.flags);
                 edit(&TRACEPARENT, Some(&tp));
                 edit(&TRACESTATE, out.tracestate.map(str::as_bytes));
             }
@@ -834,7 +836,7 @@ pub fn upstream_edits(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trace::w3c::parse_traceparent;
+    use crate::trace::propagation::w3c::parse_traceparent;
 
     const TID: &str = "80f198ee56343ba864fe8b2a57d3eff7";
     const TID64: &str = "a3ce929d0e0e4736";
@@ -1442,7 +1444,7 @@ mod tests {
             "jaeger",
         );
         let flags = if sampled { FLAG_SAMPLED } else { 0 };
-        let tp = crate::trace::w3c::format_traceparent(&c.trace_id, &c.span_id, flags);
+        let tp = w3c::format_traceparent(&c.trace_id, &c.span_id, flags);
         let tp = parse_traceparent(&tp).expect("traceparent parses back");
         assert_eq!((tp.trace_id, tp.parent_id), (c.trace_id, c.span_id));
         for v in [&b3[..], &j[..], m.sampled] {
