@@ -58,7 +58,9 @@ impl fmt::Display for TraceParentError {
 /// but optional whitespace around header values is stripped by HTTP itself, so it is trimmed here.
 ///
 /// ```
-/// use tracegate::trace::propagation::w3c::{format_traceparent, parse_traceparent, TraceParentError};
+/// use tracegate::trace::propagation::w3c::{
+///     format_traceparent, parse_traceparent, TraceParentError,
+/// };
 ///
 /// let tp = parse_traceparent(b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
 /// assert_eq!(tp.trace_id.to_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
