@@ -1,8 +1,14 @@
 //! The tracing plugin: W3C Trace Context, span recording and the OTLP export pipeline.
 //!
 //! Usable from any Pingora `ProxyHttp`: keep a [`RequestTrace`] in the request context and call
-//! the [`hooks`] from the matching phases. Only [`hooks`] touches Pingora types; [`propagation`],
-//! [`request`], [`span`] and the [`export`] wing are plain Rust.
+//! the [`hooks`] from the matching phases. Only [`hooks`] touches Pingora types; everything else
+//! is plain Rust, in three parts:
+//! - the request side, in this directory: [`request`] (per-request trace state), [`span`] (the
+//!   span records), [`sampling`], [`capture`], [`trust`], [`ids`] (trace and span ids, trace
+//!   flags) and the [`hooks`];
+//! - [`propagation`]: trace context in and out of requests, one file per format (W3C Trace
+//!   Context, B3, Jaeger, W3C Baggage) and the dispatch over the configured ones;
+//! - [`export`]: the span pipeline, the exporters (OTLP, Zipkin, stdout) and their settings.
 
 pub mod capture;
 pub mod export;
