@@ -16,12 +16,11 @@ use std::time::{Duration, Instant, SystemTime};
 use tracegate::routing::{
     Conditions, HostMatch, PathMatch, RequestHead, Route, RouteAction, Router, Scheme,
 };
-use tracegate::trace::otlp::OtlpEncoder;
-use tracegate::trace::pipeline::PipelineStats;
+use tracegate::trace::export::otlp::OtlpEncoder;
+use tracegate::trace::export::pipeline::PipelineStats;
+use tracegate::trace::ids::{SpanId, TraceId};
+use tracegate::trace::propagation::w3c::{format_traceparent, parse_traceparent, parse_tracestate};
 use tracegate::trace::span::{ClientFields, ServerFields, SpanBody, SpanRecord};
-use tracegate::trace::w3c::{
-    format_traceparent, parse_traceparent, parse_tracestate, SpanId, TraceId,
-};
 use tracegate::trace::{
     BatchExporter, Pipeline, PipelineSettings, RequestInfo, RequestTrace, Tracer,
 };
@@ -462,7 +461,7 @@ fn into_span_data(c: &mut Criterion) {
 /// The whole exporter-thread cost of one batch of 512 spans, without I/O, from the queued
 /// records to the bytes of an OTLP `ExportTraceServiceRequest`. Half SERVER, half CLIENT spans,
 /// as proxied requests produce them. Two ways:
-/// - `records_to_otlp_bytes`: tracegate's encoder (`trace::otlp`), straight from the records;
+/// - `records_to_otlp_bytes`: tracegate's encoder (`trace::export::otlp`), straight from the records;
 /// - `sdk/records_to_otlp_bytes`: the OpenTelemetry SDK's way, as `opentelemetry-otlp` does it:
 ///   records to `SpanData`, opentelemetry-proto's transform, prost encoding (and `sdk/
 ///   span_data_to_otlp_bytes`, the same without our `SpanData` conversion).

@@ -126,7 +126,7 @@ pub fn run(config: Config, opts: RunOptions) -> Result<(), StartError> {
         } else {
             " to "
         },
-        crate::trace::exporter::redact_userinfo(&t.exporter.endpoint),
+        crate::trace::export::settings::redact_userinfo(&t.exporter.endpoint),
         t.service_name
     );
 

@@ -9,7 +9,7 @@ use super::server::ServerSettings;
 use super::{ConfigError, Env};
 use crate::listeners::ListenerSpec;
 use crate::routing::Router;
-use crate::trace::exporter::TelemetrySettings;
+use crate::trace::export::settings::TelemetrySettings;
 use crate::upstream::UpstreamSpec;
 
 /// The whole checked configuration.
@@ -48,7 +48,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::super::load_str;
-    use crate::trace::exporter::ExporterProtocol;
+    use crate::trace::export::settings::ExporterProtocol;
     use std::collections::HashMap;
 
     const GOOD: &str = r#"

@@ -6,17 +6,13 @@
 //! span durations never go backwards when the system clock is adjusted.
 
 use super::capture::Capture;
-use super::ids::{new_span_id, new_trace_id};
-use super::pipeline::SpanSink;
-use super::propagation::{
-    self, parse_baggage, Baggage, Extracted, Outgoing, Propagator, Propagators, BAGGAGE,
-};
+use super::export::pipeline::SpanSink;
+use super::ids::{new_span_id, new_trace_id, SpanId, TraceId, FLAG_RANDOM, FLAG_SAMPLED};
+use super::propagation::baggage::{parse_baggage, Baggage};
+use super::propagation::w3c::{format_traceparent, parse_tracestate, TraceParentError};
+use super::propagation::{self, Extracted, Outgoing, Propagator, Propagators, BAGGAGE};
 use super::sampling::Sampler;
 use super::span::{ClientFields, ServerFields, SpanBody, SpanLink, SpanRecord};
-use super::w3c::{
-    format_traceparent, parse_tracestate, SpanId, TraceId, TraceParentError, FLAG_RANDOM,
-    FLAG_SAMPLED,
-};
 use crate::net::Trust;
 use http::header::USER_AGENT;
 use http::{HeaderMap, HeaderName};

@@ -6,7 +6,7 @@
 //! `always_off`, `traceidratio`, and `parentbased_*`, where a valid parent's sampled flag
 //! decides and the named sampler only decides for new traces.
 
-use super::w3c::TraceId;
+use super::ids::TraceId;
 
 /// What decides for a trace that has no (trusted) parent.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -4,13 +4,13 @@
 //! A request thread fills typed fields (ids, instants, status, a few strings it already owns) and
 //! nothing more; attribute keys, events and status are derived on the exporter thread through
 //! one view ([`SpanRecord::for_each_attribute`], [`SpanRecord::for_each_event`],
-//! [`SpanRecord::error_description`]) that both the OTLP encoder (`super::otlp`) and the
+//! [`SpanRecord::error_description`]) that both the OTLP encoder (`super::export::otlp`) and the
 //! `SpanData` conversion ([`SpanRecord::into_span_data`]) read. Attribute names are the stable OpenTelemetry HTTP semantic
 //! conventions (<https://opentelemetry.io/docs/specs/semconv/http/http-spans/>); the handful of
 //! tracegate-specific attributes live under the `tracegate.` namespace and are listed in README.
 
 use super::capture::CapturedHeader;
-use super::w3c::{SpanId, TraceId};
+use super::ids::{SpanId, TraceId};
 use opentelemetry::trace::{
     Event, Link, SpanContext, SpanKind, Status, TraceFlags, TraceState as OtelTraceState,
 };

@@ -6,10 +6,10 @@ use super::super::check::{env_err, first_env, key_err, parse_count, parse_ms, Ct
 use super::super::defaults;
 use super::super::file::FileTelemetry;
 use super::super::{ConfigError, Env};
-use crate::trace::exporter::{redact_userinfo, ExporterProtocol, ExporterSettings};
-use crate::trace::pipeline::PipelineSettings;
-use crate::trace::tls::{TlsFile, TlsSettings};
-use crate::trace::transport::Compression;
+use crate::trace::export::pipeline::PipelineSettings;
+use crate::trace::export::settings::{redact_userinfo, ExporterProtocol, ExporterSettings};
+use crate::trace::export::tls::{TlsFile, TlsSettings};
+use crate::trace::export::transport::Compression;
 
 /// `telemetry.exporter`: where spans go (protocol, endpoint, timeout, headers, compression,
 /// TLS), with the standard `OTEL_*` variables overriding the file.

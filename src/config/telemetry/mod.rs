@@ -12,7 +12,7 @@ use super::file::{FileCapture, FileConfig};
 use super::{ConfigError, Env};
 use crate::net::Trust;
 use crate::trace::capture::{Capture, QueryMode};
-use crate::trace::exporter::TelemetrySettings;
+use crate::trace::export::settings::TelemetrySettings;
 use crate::trace::propagation::Propagators;
 use crate::trace::sampling::Sampler;
 use crate::trace::TraceOptions;

@@ -3,9 +3,9 @@
 
 use super::super::load_str;
 use crate::net::Trust;
-use crate::trace::exporter::{ExporterProtocol, TelemetrySettings};
+use crate::trace::export::settings::{ExporterProtocol, TelemetrySettings};
+use crate::trace::export::transport::Compression;
 use crate::trace::sampling::Sampler;
-use crate::trace::transport::Compression;
 use std::collections::HashMap;
 use std::time::Duration;
 

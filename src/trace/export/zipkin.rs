@@ -15,10 +15,10 @@
 //! such field and it ignores the resource), so every span would reach Zipkin without a
 //! service. Like the OTLP encoder, this one writes a batch into one reused buffer.
 
-use super::exporter::ExporterSettings;
 use super::pipeline::BatchExporter;
-use super::span::{AttrScratch, AttrValue, EventView, Kind, SpanBody, SpanRecord};
+use super::settings::ExporterSettings;
 use super::transport::HttpPost;
+use crate::trace::span::{AttrScratch, AttrValue, EventView, Kind, SpanBody, SpanRecord};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -262,8 +262,8 @@ impl BatchExporter for ZipkinExporter {
 mod tests {
     use super::*;
     use crate::trace::capture::CapturedHeader;
+    use crate::trace::ids::{SpanId, TraceId};
     use crate::trace::span::{ClientFields, ServerFields};
-    use crate::trace::w3c::{SpanId, TraceId};
     use std::borrow::Cow;
     use std::time::Duration;
 

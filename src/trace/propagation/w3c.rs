@@ -4,77 +4,8 @@
 //! follow W3C Trace Context Level 2 (<https://www.w3.org/TR/trace-context-2/>); each subtle rule
 //! cites its section.
 
+use crate::trace::ids::{hex_encode, SpanId, TraceId, KNOWN_FLAGS};
 use std::fmt;
-
-/// A 16-byte trace id. All zeros is invalid (§3.2.2.3).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct TraceId(pub [u8; 16]);
-
-/// An 8-byte span (parent) id. All zeros is invalid (§3.2.2.4).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct SpanId(pub [u8; 8]);
-
-/// Bit 0 of trace-flags: the caller may have recorded this trace (§3.2.2.5.1).
-pub const FLAG_SAMPLED: u8 = 0x01;
-/// Bit 1 of trace-flags (Level 2): the rightmost 7 bytes of the trace id are random (§3.2.2.5.2).
-pub const FLAG_RANDOM: u8 = 0x02;
-/// Flags this implementation understands; any other bit is cleared before forwarding (§3.2.2.5).
-pub const KNOWN_FLAGS: u8 = FLAG_SAMPLED | FLAG_RANDOM;
-
-impl TraceId {
-    /// True when every byte is zero (an invalid id).
-    pub fn is_zero(&self) -> bool {
-        self.0 == [0; 16]
-    }
-    /// Writes the 32 lowercase hex digits into `out`.
-    pub fn write_hex(&self, out: &mut [u8; 32]) {
-        hex_encode(&self.0, out);
-    }
-    /// The 32 lowercase hex digits as a `String`.
-    pub fn to_hex(&self) -> String {
-        let mut b = [0u8; 32];
-        self.write_hex(&mut b);
-        String::from_utf8_lossy(&b).into_owned()
-    }
-}
-
-impl SpanId {
-    /// True when every byte is zero (an invalid id).
-    pub fn is_zero(&self) -> bool {
-        self.0 == [0; 8]
-    }
-    /// Writes the 16 lowercase hex digits into `out`.
-    pub fn write_hex(&self, out: &mut [u8; 16]) {
-        hex_encode(&self.0, out);
-    }
-    /// The 16 lowercase hex digits as a `String`.
-    pub fn to_hex(&self) -> String {
-        let mut b = [0u8; 16];
-        self.write_hex(&mut b);
-        String::from_utf8_lossy(&b).into_owned()
-    }
-}
-
-impl fmt::Debug for TraceId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_hex())
-    }
-}
-impl fmt::Display for TraceId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_hex())
-    }
-}
-impl fmt::Debug for SpanId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_hex())
-    }
-}
-impl fmt::Display for SpanId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_hex())
-    }
-}
 
 /// A parsed, valid `traceparent`, normalised for forwarding as version `00`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -127,7 +58,9 @@ impl fmt::Display for TraceParentError {
 /// but optional whitespace around header values is stripped by HTTP itself, so it is trimmed here.
 ///
 /// ```
-/// use tracegate::trace::w3c::{format_traceparent, parse_traceparent, TraceParentError};
+/// use tracegate::trace::propagation::w3c::{
+///     format_traceparent, parse_traceparent, TraceParentError,
+/// };
 ///
 /// let tp = parse_traceparent(b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
 /// assert_eq!(tp.trace_id.to_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
@@ -353,15 +286,6 @@ fn valid_value(value: &[u8]) -> bool {
         && value.len() <= 256
         && nblk(value[value.len() - 1])
         && value.iter().all(|&c| c == 0x20 || nblk(c))
-}
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
-
-fn hex_encode(bytes: &[u8], out: &mut [u8]) {
-    for (i, b) in bytes.iter().enumerate() {
-        out[2 * i] = HEX[(b >> 4) as usize];
-        out[2 * i + 1] = HEX[(b & 0xf) as usize];
-    }
 }
 
 fn lower_hex_digit(c: u8) -> Option<u8> {

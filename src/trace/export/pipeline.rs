@@ -12,7 +12,7 @@
 //! system call): it sleeps until the batch deadline, and a request thread wakes it only when its
 //! span makes a full batch. The queue is a bounded `sync_channel` (lock-free on the send side).
 
-use super::span::SpanRecord;
+use crate::trace::span::SpanRecord;
 use opentelemetry::InstrumentationScope;
 use opentelemetry_sdk::trace::SpanExporter;
 use std::future::Future;

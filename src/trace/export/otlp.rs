@@ -16,10 +16,10 @@
 //! configured headers, may gzip the message, and speak TLS to `https://` endpoints
 //! (`super::transport`, `super::tls`).
 
-use super::exporter::ExporterSettings;
 use super::pipeline::{throttled_error, BatchExporter};
-use super::span::{AttrScratch, AttrValue, EventView, Kind, SpanRecord};
+use super::settings::ExporterSettings;
 use super::transport::{check_scheme, error_chain, Compression, HttpPost};
+use crate::trace::span::{AttrScratch, AttrValue, EventView, Kind, SpanRecord};
 use bytes::{Buf, BufMut, Bytes};
 use opentelemetry::Value;
 use opentelemetry_sdk::Resource;
@@ -525,8 +525,8 @@ impl BatchExporter for OtlpExporter {
 mod tests {
     use super::*;
     use crate::trace::capture::CapturedHeader;
+    use crate::trace::ids::{SpanId, TraceId};
     use crate::trace::span::{ClientFields, ServerFields, SpanBody};
-    use crate::trace::w3c::{SpanId, TraceId};
     use opentelemetry::{InstrumentationScope, KeyValue};
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;

@@ -2,96 +2,22 @@
 //! exporter, or none.
 //!
 //! This module only picks and builds the exporter the settings name and starts the
-//! [`Pipeline`] around it; OTLP encoding and transport are in `super::otlp`, Zipkin in
-//! `super::zipkin`, headers/compression/TLS in `super::transport` and `super::tls`.
+//! [`Pipeline`] around it; the settings themselves are in `super::settings`, OTLP encoding and
+//! transport in `super::otlp`, Zipkin in `super::zipkin`, headers/compression/TLS in
+//! `super::transport` and `super::tls`.
 
 use super::otlp::{OtlpEncoder, OtlpExporter, OtlpTransport};
-use super::pipeline::{BatchExporter, Pipeline, PipelineSettings, SdkExporter};
-use super::span::SpanRecord;
-use super::tls::TlsSettings;
-use super::transport::Compression;
+use super::pipeline::{BatchExporter, Pipeline, SdkExporter};
+use super::settings::{redact_userinfo, ExporterProtocol, TelemetrySettings};
 use super::zipkin::{ZipkinEncoder, ZipkinExporter};
+use crate::trace::span::SpanRecord;
 use opentelemetry::trace::Status;
 use opentelemetry::{InstrumentationScope, KeyValue};
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use opentelemetry_sdk::Resource;
-use std::borrow::Cow;
 use std::io::Write;
 use std::time::Duration;
-
-/// Where spans go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExporterProtocol {
-    /// OTLP over gRPC (default port 4317).
-    Grpc,
-    /// OTLP over HTTP with protobuf bodies, POST `/v1/traces` (default port 4318).
-    HttpProtobuf,
-    /// Zipkin v2 JSON, POST `/api/v2/spans` (default port 9411).
-    Zipkin,
-    /// One line per span on standard output.
-    Stdout,
-    /// Spans are not recorded; trace context is still propagated.
-    None,
-}
-
-impl ExporterProtocol {
-    /// The name used in config files and `OTEL_EXPORTER_OTLP_PROTOCOL`.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Self::Grpc => "grpc",
-            Self::HttpProtobuf => "http/protobuf",
-            Self::Zipkin => "zipkin",
-            Self::Stdout => "stdout",
-            Self::None => "none",
-        }
-    }
-}
-
-/// A checked exporter configuration.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ExporterSettings {
-    pub protocol: ExporterProtocol,
-    /// Full URL of the receiver; for HTTP it includes the `/v1/traces` path.
-    pub endpoint: String,
-    /// Longest time one export call may take.
-    pub timeout: Duration,
-    /// Sent with every export request (gRPC metadata or HTTP headers). Values are secrets
-    /// (API keys): they are marked sensitive, so `Debug` does not print them.
-    pub headers: http::HeaderMap,
-    /// Compression of export requests.
-    pub compression: Compression,
-    /// Trusted CAs and client certificate, for `https://` endpoints.
-    pub tls: TlsSettings,
-}
-
-impl Default for ExporterSettings {
-    /// `stdout`, no endpoint, the OTLP default timeout of 10 s, no headers, no compression,
-    /// the platform's trusted roots.
-    fn default() -> Self {
-        ExporterSettings {
-            protocol: ExporterProtocol::Stdout,
-            endpoint: String::new(),
-            timeout: Duration::from_secs(10),
-            headers: http::HeaderMap::new(),
-            compression: Compression::None,
-            tls: TlsSettings::default(),
-        }
-    }
-}
-
-/// Everything the span pipeline needs.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TelemetrySettings {
-    pub service_name: String,
-    /// Resource attributes besides `service.name` (from the config and
-    /// `OTEL_RESOURCE_ATTRIBUTES`), in the order they are reported.
-    pub resource: Vec<(String, String)>,
-    pub exporter: ExporterSettings,
-    pub batch: PipelineSettings,
-    /// What the request path does with trace context (response headers, ...).
-    pub options: super::request::TraceOptions,
-}
 
 /// The exporters tracegate can drive, behind one type so the pipeline is not generic over them.
 #[derive(Debug)]
@@ -118,19 +44,6 @@ impl BatchExporter for AnyExporter {
             AnyExporter::Zipkin(e) => e.shutdown(timeout),
             AnyExporter::Stdout(e) => e.shutdown(timeout),
         }
-    }
-}
-
-/// `url` fit for logs and error messages: credentials written into its authority
-/// (`https://user:secret@host/`) are replaced by `***`, like any other secret.
-pub fn redact_userinfo(url: &str) -> Cow<'_, str> {
-    let start = url.find("://").map_or(0, |i| i + 3);
-    let authority_end = url[start..]
-        .find(['/', '?', '#'])
-        .map_or(url.len(), |i| start + i);
-    match url[start..authority_end].rfind('@') {
-        Some(at) => Cow::Owned(format!("{}***{}", &url[..start], &url[start + at..])),
-        None => Cow::Borrowed(url),
     }
 }
 
@@ -248,37 +161,5 @@ pub fn format_span_line(s: &SpanData, out: &mut String) {
     }
     for KeyValue { key, value, .. } in &s.attributes {
         let _ = write!(out, " {}={}", key.as_str(), value);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn credentials_in_endpoints_are_not_shown() {
-        // (endpoint, shown, reason)
-        let cases = [
-            (
-                "http://collector:4317",
-                "http://collector:4317",
-                "nothing to hide",
-            ),
-            (
-                "https://u:p@otel.example.com:4317/v1/traces",
-                "https://***@otel.example.com:4317/v1/traces",
-                "user and password",
-            ),
-            (
-                "https://token@h/x@y",
-                "https://***@h/x@y",
-                "an @ in the path is not userinfo",
-            ),
-            ("http://h/?a=b@c", "http://h/?a=b@c", "nor one in the query"),
-            ("u:p@h:1", "***@h:1", "no scheme"),
-        ];
-        for (url, want, why) in cases {
-            assert_eq!(redact_userinfo(url), want, "{why}");
-        }
     }
 }
