@@ -16,6 +16,10 @@
 # Usage: benches/load/run.sh            (ROUNDS=3 DURATION=10 CONNS=50 WORKERS=1 by default)
 #        PERF_DIR=/tmp/prof benches/load/run.sh   also records a cpu-clock profile (perf, with
 #        call graphs) of each proxy during round 1, as PERF_DIR/<target>.perf.data
+#        BASE=/path/to/tracegate benches/load/run.sh   also runs that binary (an earlier build,
+#        e.g. from a worktree of the commit before a change), tracing off and on with the same
+#        configs, in the same rotation, and prints each build's ratio to it: a before/after
+#        comparison in one run, so the machine's drift does not count as a change
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -25,6 +29,7 @@ CONNS=${CONNS:-50}
 WORKERS=${WORKERS:-1}
 WRK_THREADS=${WRK_THREADS:-1}
 PERF_DIR=${PERF_DIR:-}
+BASE=${BASE:-}
 
 LOAD_TAG=load
 source benches/load/lib.sh
@@ -40,6 +45,16 @@ cargo build --release --locked --bin tracegate --example otlp_sink 2>&1 | tail -
 
 # --- origin, nginx proxy, span sink and tracegate -------------------------------------------------
 start_targets
+targets=("nginx $NGINX_PORT $NGINX_PID" "tracing-off $OFF_PORT $OFF_PID" "tracing-on $ON_PORT $ON_PID")
+if [ -n "$BASE" ]; then
+  [ -x "$BASE" ] || { log "BASE=$BASE is not an executable"; exit 64; }
+  read -r BASE_OFF_PID BASE_OFF_PORT < <(TG=$BASE start_tracegate base-off "{ protocol: none }")
+  PIDS+=("$BASE_OFF_PID")
+  read -r BASE_ON_PID BASE_ON_PORT < <(TG=$BASE start_tracegate base-on "{ protocol: grpc, endpoint: \"http://127.0.0.1:$SINK_PORT\" }")
+  PIDS+=("$BASE_ON_PID")
+  for p in "$BASE_OFF_PORT" "$BASE_ON_PORT"; do wait_port "$p"; done
+  targets+=("base-off $BASE_OFF_PORT $BASE_OFF_PID" "base-on $BASE_ON_PORT $BASE_ON_PID")
+fi
 
 # --- measuring -----------------------------------------------------------------------------------
 RESULTS="$WORK/results.tsv"
@@ -73,15 +88,16 @@ run_one() { # round target port pid
 }
 
 log "warming up"
-for port in "$NGINX_PORT" "$OFF_PORT" "$ON_PORT"; do
+for t in "${targets[@]}"; do
+  read -r _ port _ <<< "$t"
   wrk -t1 -c"$CONNS" -d2s "http://127.0.0.1:$port/" >/dev/null
 done
 
-targets=("nginx $NGINX_PORT $NGINX_PID" "tracing-off $OFF_PORT $OFF_PID" "tracing-on $ON_PORT $ON_PID")
+n=${#targets[@]}
 for round in $(seq 1 "$ROUNDS"); do
   # Rotate the order each round so no target always runs first or last.
-  for i in 0 1 2; do
-    read -r name port pid <<< "${targets[$(( (i + round - 1) % 3 ))]}"
+  for i in $(seq 0 $(( n - 1 ))); do
+    read -r name port pid <<< "${targets[$(( (i + round - 1) % n ))]}"
     run_one "$round" "$name" "$port" "$pid"
   done
 done
@@ -108,16 +124,23 @@ print(f"\nmachine: {os.cpu_count()} cores, {cpu_model}, {platform.system()} {pla
 print(f"wrk -c{conns} -d{duration}s, {rounds} alternating rounds, medians; proxies with {workers} worker(s)/thread(s); origin nginx return 200\n")
 hdr = f"{'target':<12} {'req/s':>9} {'p50 µs':>8} {'p99 µs':>8} {'CPU µs/req':>10} {'spans/req':>9} {'sink µs/req':>11} | {'req/s ÷nginx':>12} {'CPU ÷nginx':>10} {'req/s ÷off':>10} {'CPU ÷off':>8}"
 print(hdr); print("-" * len(hdr))
-for t in ["nginx", "tracing-off", "tracing-on"]:
+for t in ["nginx", "tracing-off", "tracing-on", "base-off", "base-on"]:
     m = med.get(t)
     if not m: continue
-    n, o = med["nginx"], med["tracing-off"]
-    spans = f"{m['spans']:.3f}" if t == "tracing-on" else "-"
-    sink = f"{m['sink']:.1f}" if t == "tracing-on" else "-"
+    n, o = med["nginx"], med["tracing-off" if not t.startswith("base") else "base-off"]
+    spans = f"{m['spans']:.3f}" if t.endswith("-on") else "-"
+    sink = f"{m['sink']:.1f}" if t.endswith("-on") else "-"
     print(f"{t:<12} {m['rps']:>9.0f} {m['p50']:>8.0f} {m['p99']:>8.0f} {m['cpu']:>10.1f} {spans:>9} {sink:>11} | "
           f"{m['rps']/n['rps']:>12.2f} {m['cpu']/n['cpu']:>10.2f} {m['rps']/o['rps']:>10.2f} {m['cpu']/o['cpu']:>8.2f}")
 print("\nspans/req: spans the OTLP receiver got ÷ requests (2.000 = a SERVER and a CLIENT span for every request)")
 print("sink µs/req: CPU of the OTLP receiver (examples/otlp_sink, same machine) ÷ requests, taken from the 2 cores the proxy and wrk share")
+if "base-off" in med:
+    print("\nthis build ÷ BASE (same rotation):")
+    for mode in ["off", "on"]:
+        a, b = med[f"tracing-{mode}"], med[f"base-{mode}"]
+        print(f"  tracing {mode:<3}  req/s {a['rps']/b['rps']:.3f}   CPU µs/req {a['cpu']/b['cpu']:.3f}   "
+              f"p99 {a['p99']/b['p99']:.3f}   ({a['cpu']:.1f} vs {b['cpu']:.1f} µs/req)")
+    print("  (base rows: their ÷off columns are against base-off)")
 if stopped:
     print(f"tracing-on at exit: {stopped}")
 EOF
