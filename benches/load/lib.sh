@@ -120,7 +120,7 @@ EOF
 
 # --- span sink and tracegate ---------------------------------------------------------------------
 SINK=target/release/examples/otlp_sink
-TG=target/release/tracegate
+TG=${TG:-target/release/tracegate}
 
 start_sink() { # [port] [count file]
   SINK_PORT=${1:-$(free_port)}
