@@ -10,7 +10,6 @@
 use crate::net::split_host_port;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Facts about the downstream connection and the request head, computed once per request.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -158,8 +157,6 @@ pub struct Exchange<'a> {
     pub upstream: Option<UpstreamPart>,
     pub failure: Option<Failure<'a>>,
     pub trace: Option<TraceRef>,
-    /// From the request head to the end of the response.
-    pub duration: Duration,
 }
 
 impl Exchange<'_> {

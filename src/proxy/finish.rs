@@ -36,7 +36,6 @@ pub(super) fn finish(session: &Session, ctx: &mut RequestCtx, e: Option<&Error>)
             span_id: trace.span_id().0,
             sampled: trace.is_sampled(),
         }),
-        duration: ctx.start.map(|s| s.elapsed()).unwrap_or_default(),
     };
     observe::upstream_failure(&x);
     // The SERVER span ends with the record's outcome; an upstream failure also ends the

@@ -44,7 +44,7 @@ use pingora::{Error, ErrorSource, ErrorType, Result};
 use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The proxy: the live routing state. Shared by all worker threads.
 pub struct TracegateProxy {
@@ -60,8 +60,6 @@ pub struct RequestCtx {
     gateway: Arc<Gateway>,
     /// Facts about the connection and the request head, read in `early_request_filter`.
     downstream: Downstream,
-    /// When the request head had been read.
-    start: Option<Instant>,
     trace: Option<RequestTrace>,
     /// Index of the matched route in the router.
     route: Option<usize>,
@@ -169,7 +167,6 @@ impl ProxyHttp for TracegateProxy {
         RequestCtx {
             gateway: self.gateway.load_full(),
             downstream: Downstream::default(),
-            start: None,
             trace: None,
             route: None,
             upstream: Attempts::default(),
@@ -186,7 +183,6 @@ impl ProxyHttp for TracegateProxy {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        ctx.start = Some(Instant::now());
         ctx.downstream = downstream::read(session);
         let info = request_info(session, &ctx.downstream);
         ctx.trace = Some(RequestTrace::start(&ctx.gateway.tracer, &info));
