@@ -11,8 +11,7 @@ use crate::exchange::Downstream;
 use crate::routing::headers::HeaderEdit;
 use crate::routing::matching::Scheme;
 use crate::routing::{
-    forwarded, Answer, FilterRequest, ForwardedPolicy, HeaderEdits, RedirectRequest, RequestHead,
-    Route,
+    forwarded, Answer, FilterRequest, ForwardedPolicy, HeaderEdits, RequestHead, Route,
 };
 use crate::upstream::PassHost;
 use http::HeaderValue;
@@ -181,17 +180,13 @@ pub(super) enum Decision {
     Answer(Answer),
 }
 
-/// Decides what a matched route does: the rewritten URI of a proxy route, the answer of a
-/// `respond` or `redirect` route. A request the route cannot handle (a path that cannot be
-/// rewritten, a redirect without a host to keep) gets 400 and one log line.
-pub(super) fn decide(session: &Session, downstream: &Downstream, route: &Route) -> Decision {
+/// Decides what a matched route does with `request` (the [`filter_request`] of `session`):
+/// the rewritten URI of a proxy route, the answer of a `respond` or `redirect` route. A
+/// request the route cannot handle (a path that cannot be rewritten, a redirect without a
+/// host to keep) gets 400 and one log line.
+pub(super) fn decide(session: &Session, request: &FilterRequest<'_>, route: &Route) -> Decision {
     let req = session.req_header();
-    let own = route.own_answer(&RedirectRequest {
-        tls: downstream.tls,
-        host: downstream.authority(),
-        path_and_query: req.uri.path_and_query().map_or("/", |p| p.as_str()),
-    });
-    let result = match own {
+    let result = match route.own_answer(&request.redirect_request()) {
         None => upstream_uri(route, req)
             .map(Decision::Proxy)
             .map_err(|e| e.to_string()),

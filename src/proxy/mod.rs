@@ -114,7 +114,7 @@ impl TracegateProxy {
         if let Verdict::Answer(a) = route.filters.run(&req) {
             return Some(a);
         }
-        match apply::decide(session, &ctx.downstream, route) {
+        match apply::decide(session, &req, route) {
             apply::Decision::Proxy(uri) => {
                 ctx.upstream_uri = uri;
                 None

@@ -41,6 +41,18 @@ pub struct FilterRequest<'a> {
     pub local: Option<SocketAddr>,
 }
 
+impl FilterRequest<'_> {
+    /// The request as a redirect sees it (scheme, Host, path and query), for the one
+    /// `Location` builder.
+    pub fn redirect_request(&self) -> RedirectRequest<'_> {
+        RedirectRequest {
+            tls: self.head.scheme == Scheme::Https,
+            host: self.head.host,
+            path_and_query: self.path_and_query,
+        }
+    }
+}
+
 /// A filter's decision.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Verdict {
@@ -124,14 +136,7 @@ impl HttpsRedirect {
                 path: None,
             },
         };
-        let location = redirect.location(
-            &PathRewrite::default(),
-            &RedirectRequest {
-                tls: req.head.scheme == Scheme::Https,
-                host: req.head.host,
-                path_and_query: req.path_and_query,
-            },
-        );
+        let location = redirect.location(&PathRewrite::default(), &req.redirect_request());
         Verdict::Answer(match location {
             Ok(l) => Answer::redirect(redirect.status, l),
             Err(_) => Answer::new(
