@@ -47,16 +47,15 @@ pub fn request_authority<'a>(headers: &'a http::HeaderMap, uri: &'a http::Uri) -
 pub fn is_host(h: &str) -> bool {
     match h.strip_prefix('[').and_then(|v| v.strip_suffix(']')) {
         Some(v6) => v6.parse::<std::net::Ipv6Addr>().is_ok(),
-        None => {
-            !h.is_empty()
-                && h.len() <= 253
-                && h.split('.').all(|l| {
-                    !l.is_empty()
-                        && l.bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-                })
-        }
+        None => !h.is_empty() && h.len() <= 253 && h.split('.').all(is_host_label),
     }
+}
+
+/// True when `l` is one label of a host name: letters, digits, `-` and `_`, not empty.
+pub fn is_host_label(l: &str) -> bool {
+    !l.is_empty()
+        && l.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// An IP network: an address and a prefix length.

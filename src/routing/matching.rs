@@ -93,10 +93,7 @@ impl HostMatch {
             if label.is_empty() {
                 return Err(bad("empty label"));
             }
-            if !label
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-            {
+            if !crate::net::is_host_label(label) {
                 return Err(bad(
                     "expected a host name without port (letters, digits, '-', '_' and '.')",
                 ));
