@@ -3,6 +3,7 @@
 
 use crate::config::{Config, ProcessEnv};
 use crate::listeners::{ListenerCertificates, ListenerSpec, Redirects};
+use crate::proxy::connection::{Gate, Gates};
 use crate::proxy::TracegateProxy;
 use crate::reload::Reloader;
 use crate::routing::filter::{Chain, Filter, HttpsRedirect};
@@ -66,6 +67,48 @@ pub fn reserve_listeners(addrs: &[SocketAddr]) -> Result<Vec<ReservedListener>, 
         .collect()
 }
 
+/// Raises the file descriptor limit to its hard limit (nginx's `worker_rlimit_nofile`) and
+/// returns the limit in effect.
+pub fn raise_fd_limit() -> u64 {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return 1024;
+    };
+    if soft >= hard {
+        return soft;
+    }
+    match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+        Ok(()) => {
+            log::info!("file descriptor limit raised from {soft} to {hard}");
+            hard
+        }
+        Err(e) => {
+            log::warn!("file descriptor limit stays at {soft}: raising it to {hard} failed: {e}");
+            soft
+        }
+    }
+}
+
+/// The process-wide connection limit: `server.max_connections`, or derived from the file
+/// descriptor limit (raised first), so that accepting never runs out of descriptors.
+fn connection_gates(limits: &crate::listeners::HttpLimits) -> Gates {
+    let fds = raise_fd_limit();
+    let derived = crate::listeners::limits::derived_max_connections(fds);
+    let max = limits.max_connections.unwrap_or(derived);
+    if max > derived {
+        log::warn!(
+            "server.max_connections {max} is above what {fds} file descriptors allow ({derived})"
+        );
+    }
+    log::info!("serving at most {max} client connections (file descriptor limit {fds})");
+    Gates {
+        process: Gate::new(max),
+        listeners: Vec::new(),
+        stats: Arc::default(),
+        started: std::time::Instant::now(),
+    }
+}
+
 /// How the process was started, besides its config.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
@@ -95,6 +138,7 @@ pub fn run(config: Config, opts: RunOptions) -> Result<(), StartError> {
         reserve_listeners(&addrs)?
     };
     let listen: Vec<SocketAddr> = reserved.iter().map(|r| r.addr).collect();
+    let gates = connection_gates(&config.server.http);
     let pipeline = start_pipeline(&config.telemetry).map_err(StartError)?;
     let tracer = Tracer::new(pipeline.as_ref().map(|p| p.sink()));
     let gateway = crate::proxy::gateway::shared(crate::reload::gateway_for(&config, &tracer));
@@ -157,6 +201,8 @@ pub fn run(config: Config, opts: RunOptions) -> Result<(), StartError> {
         &config.listeners,
         &listen,
         &certificates,
+        &config.server.http,
+        &gates,
         || TracegateProxy::new(Arc::clone(&gateway)).with_entry_filters(entry.clone()),
     )
     .map_err(StartError)?;

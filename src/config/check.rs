@@ -93,6 +93,29 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// Parses a size: a number of bytes, or a number with a unit: `B`, `KiB`, `MiB`, `GiB` (also
+/// `K`/`KB`, `M`/`MB`, `G`/`GB`, as powers of 1024 like nginx's `k` and `m`).
+pub fn parse_size(v: &super::file::FileSize) -> Result<u64, String> {
+    let s = match v {
+        super::file::FileSize::Bytes(n) => return Ok(*n),
+        super::file::FileSize::Text(s) => s.trim(),
+    };
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("invalid size {s:?}: expected bytes or a number with a unit, e.g. 64KiB"))?;
+    let scale: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "K" | "k" | "KB" | "KiB" => 1 << 10,
+        "M" | "m" | "MB" | "MiB" => 1 << 20,
+        "G" | "g" | "GB" | "GiB" => 1 << 30,
+        _ => return Err(format!("invalid size {s:?}: the unit must be B, KiB, MiB or GiB")),
+    };
+    n.checked_mul(scale)
+        .ok_or_else(|| format!("size {s:?} is too large"))
+}
+
 /// A duration in milliseconds, the unit of the `OTEL_*` timeout variables.
 pub(super) fn parse_ms(var: &str, v: &str) -> Result<Duration, ConfigError> {
     v.trim()

@@ -31,6 +31,22 @@ pub struct FileServer {
     pub watch_config: Option<bool>,
     pub watch_interval: Option<String>,
     pub upgrade_sock: Option<String>,
+    pub header_read_timeout: Option<String>,
+    pub keepalive_timeout: Option<String>,
+    pub body_read_timeout: Option<String>,
+    pub max_header_size: Option<FileSize>,
+    pub max_header_line: Option<FileSize>,
+    pub max_header_count: Option<usize>,
+    pub max_requests_per_connection: Option<u32>,
+    pub max_connections: Option<usize>,
+}
+
+/// A size: a number of bytes, or a string with a unit (`64KiB`, `1MiB`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum FileSize {
+    Bytes(u64),
+    Text(String),
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -332,6 +348,7 @@ pub struct FileListener {
     pub tls: Option<FileListenerTls>,
     pub http2: Option<bool>,
     pub redirect_https: Option<FileRedirectHttps>,
+    pub max_connections: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]

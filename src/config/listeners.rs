@@ -32,6 +32,7 @@ pub(super) fn check_listen(
                 tls: None,
                 http2: defaults::H2C,
                 redirect_https: None,
+                max_connections: None,
             },
             FileListen::Listener(f) => listener(c, i, f, first_tls)?,
         };
@@ -118,11 +119,22 @@ fn listener(
             }
         },
     };
+    let max_connections = match f.max_connections {
+        None => None,
+        Some(n @ 1..=10_000_000) => Some(n),
+        Some(_) => {
+            return Err(c.err(
+                format!("{key}.max_connections"),
+                "must be from 1 to 10000000",
+            ))
+        }
+    };
     Ok(ListenerSpec {
         addr,
         tls,
         http2,
         redirect_https,
+        max_connections,
     })
 }
 

@@ -407,6 +407,7 @@ mod tests {
             }),
             http2: false,
             redirect_https: None,
+            max_connections: None,
         };
         let listeners = |tag: &str, names: &[&str], addr: &str| {
             vec![

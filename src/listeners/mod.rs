@@ -6,8 +6,10 @@
 //! [`crate::proxy`] serve them.
 
 pub mod certs;
+pub mod limits;
 
 pub use certs::{CertFile, CertResolver, CertStore, ListenerCertificates, LoadedCert};
+pub use limits::HttpLimits;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,6 +26,8 @@ pub struct ListenerSpec {
     pub http2: bool,
     /// Answer every request (except ACME HTTP-01 challenges) with a redirect to HTTPS.
     pub redirect_https: Option<RedirectHttps>,
+    /// Client connections this listener serves at once (`None`: only the process limit).
+    pub max_connections: Option<usize>,
 }
 
 /// The certificates of a TLS listener.
@@ -89,6 +93,7 @@ mod tests {
             tls: None,
             http2: false,
             redirect_https: r,
+            max_connections: None,
         };
         let listeners = [
             spec("0.0.0.0:0", Some(RedirectHttps::Listener(2))),

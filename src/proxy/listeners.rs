@@ -11,8 +11,9 @@
 //!   host and path on `https://`, except ACME HTTP-01 challenges: an entry filter of the
 //!   proxy ([`crate::routing::filter::HttpsRedirect`]).
 
+use super::connection::{EdgeApp, Gate, Gates};
 use super::TracegateProxy;
-use crate::listeners::{ListenerCertificates, ListenerSpec};
+use crate::listeners::{HttpLimits, ListenerCertificates, ListenerSpec};
 use pingora::apps::HttpServerOptions;
 use pingora::listeners::tls::TlsSettings;
 use pingora::protocols::ALPN;
@@ -22,14 +23,24 @@ use std::sync::Arc;
 
 /// Adds the Pingora services serving `listeners` (bound at `bound`, same order) to `server`.
 /// `proxy` makes the proxy of each service (one, or two when h2c differs between plain
-/// listeners).
+/// listeners). Every service serves its connections through the connection layer
+/// ([`EdgeApp`]) with `limits`, and shares the connection limits of `gates`.
 pub fn add_services(
     server: &mut Server,
     listeners: &[ListenerSpec],
     bound: &[SocketAddr],
     certs: &ListenerCertificates,
+    limits: &HttpLimits,
+    gates: &Gates,
     mut proxy: impl FnMut() -> TracegateProxy,
 ) -> Result<(), String> {
+    let mut gates = gates.clone();
+    gates.listeners.extend(
+        listeners
+            .iter()
+            .zip(bound)
+            .filter_map(|(l, b)| Some((*b, Gate::new(l.max_connections?)))),
+    );
     let plain = |l: &ListenerSpec| l.tls.is_none();
     let h2c_plain = listeners.iter().any(|l| plain(l) && l.http2);
     let h1_plain = listeners.iter().any(|l| plain(l) && !l.http2);
@@ -46,15 +57,16 @@ pub fn add_services(
         if members.is_empty() {
             continue;
         }
-        let mut service =
-            pingora::proxy::http_proxy_service_with_name(&server.configuration, proxy(), name);
+        let mut http = pingora::proxy::http_proxy(&server.configuration, proxy());
         if h2c {
             let mut options = HttpServerOptions::default();
             options.h2c = true;
-            if let Some(app) = service.app_logic_mut() {
-                app.server_options = Some(options);
-            }
+            http.server_options = Some(options);
         }
+        let mut service = pingora::services::listening::Service::new(
+            name.to_string(),
+            EdgeApp::new(http, limits.clone(), gates.clone()),
+        );
         for i in members {
             let addr = bound[i].to_string();
             match certs.resolver(i) {

@@ -20,6 +20,7 @@
 
 mod apply;
 mod balance;
+pub mod connection;
 mod downstream;
 pub mod errors;
 mod finish;

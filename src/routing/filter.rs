@@ -159,6 +159,7 @@ mod tests {
             tls: None,
             http2: false,
             redirect_https: Some(RedirectHttps::Port(port)),
+            max_connections: None,
         };
         HttpsRedirect::new(Redirects::new(&[spec], &[local.parse().unwrap()]).unwrap())
     }
