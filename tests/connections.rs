@@ -112,11 +112,17 @@ fn a_slow_head_gets_408_and_an_idle_keepalive_connection_is_closed() {
     // An idle keep-alive connection: the next request right away is served on it, and once
     // it has been idle for keepalive_timeout it is closed.
     let mut s = connect(&p);
-    s.write_all(b"GET /one HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+    s.write_all(b"GET /one HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap();
     assert_eq!(read_responses(&mut s, 1)[0].0, 200);
-    s.write_all(b"GET /two HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+    s.write_all(b"GET /two HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap();
     assert_eq!(read_responses(&mut s, 1)[0].0, 200, "kept alive");
-    assert_eq!(read_to_close(&mut s), "", "closed when idle, with nothing written");
+    assert_eq!(
+        read_to_close(&mut s),
+        "",
+        "closed when idle, with nothing written"
+    );
     assert_eq!(
         up.requests()
             .iter()
@@ -131,7 +137,11 @@ fn a_slow_head_gets_408_and_an_idle_keepalive_connection_is_closed() {
 #[test]
 fn a_stalled_request_body_is_cut_off_after_body_read_timeout() {
     let up = Upstream::start("app");
-    let p = Proxy::start(&config("body_read_timeout: 300ms", "[\"127.0.0.1:0\"]", &up));
+    let p = Proxy::start(&config(
+        "body_read_timeout: 300ms",
+        "[\"127.0.0.1:0\"]",
+        &up,
+    ));
     let mut s = connect(&p);
     s.write_all(b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc")
         .unwrap();
@@ -142,7 +152,9 @@ fn a_stalled_request_body_is_cut_off_after_body_read_timeout() {
     }
     // The backend saw the body break off (its recorder keeps no partial body).
     assert!(
-        up.requests().iter().all(|r| r.body.is_empty() || r.body.len() == 10),
+        up.requests()
+            .iter()
+            .all(|r| r.body.is_empty() || r.body.len() == 10),
         "the backend never got a short body as complete: {:?}",
         up.requests()
     );
@@ -159,12 +171,20 @@ fn oversized_and_malformed_heads_are_refused_before_the_backend() {
     let many: String = (0..21).map(|i| format!("x-h{i}: v\r\n")).collect();
     let cases: Vec<(Vec<u8>, u16, &str)> = vec![
         (
-            format!("GET / HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\n\r\n", "a".repeat(3000)).into_bytes(),
+            format!(
+                "GET / HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\n\r\n",
+                "a".repeat(3000)
+            )
+            .into_bytes(),
             431,
             "a header line over max_header_line",
         ),
         (
-            format!("GET / HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\n", "a".repeat(1_000_000)).into_bytes(),
+            format!(
+                "GET / HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\n",
+                "a".repeat(1_000_000)
+            )
+            .into_bytes(),
             431,
             "a 1 MB header line is refused before it has all arrived",
         ),
@@ -291,7 +311,8 @@ fn at_the_connection_limit_an_idle_connection_makes_room_and_busy_ones_do_not() 
     assert_eq!(read_responses(&mut c, 1)[0].0, 200, "served at the limit");
     let mut closed = 0;
     for s in [&mut a, &mut b] {
-        s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
         let mut buf = [0u8; 1];
         if matches!(s.read(&mut buf), Ok(0)) {
             closed += 1;
@@ -308,7 +329,8 @@ fn at_the_connection_limit_an_idle_connection_makes_room_and_busy_ones_do_not() 
     for _ in 0..10 {
         let mut s = connect(&p);
         let _ = s.write_all(b"GET /slow HTTP/1.1\r\nHost: a\r\n");
-        s.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
         let mut buf = [0u8; 64];
         match s.read(&mut buf) {
             Ok(0) => {
@@ -319,7 +341,10 @@ fn at_the_connection_limit_an_idle_connection_makes_room_and_busy_ones_do_not() 
                 refused = true;
                 break;
             }
-            Ok(n) => panic!("a half-sent head got {:?}", String::from_utf8_lossy(&buf[..n])),
+            Ok(n) => panic!(
+                "a half-sent head got {:?}",
+                String::from_utf8_lossy(&buf[..n])
+            ),
             Err(_) => busy.push(s),
         }
     }

@@ -102,15 +102,19 @@ pub fn parse_size(v: &super::file::FileSize) -> Result<u64, String> {
     };
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("invalid size {s:?}: expected bytes or a number with a unit, e.g. 64KiB"))?;
+    let n: u64 = num.parse().map_err(|_| {
+        format!("invalid size {s:?}: expected bytes or a number with a unit, e.g. 64KiB")
+    })?;
     let scale: u64 = match unit.trim() {
         "" | "B" => 1,
         "K" | "k" | "KB" | "KiB" => 1 << 10,
         "M" | "m" | "MB" | "MiB" => 1 << 20,
         "G" | "g" | "GB" | "GiB" => 1 << 30,
-        _ => return Err(format!("invalid size {s:?}: the unit must be B, KiB, MiB or GiB")),
+        _ => {
+            return Err(format!(
+                "invalid size {s:?}: the unit must be B, KiB, MiB or GiB"
+            ))
+        }
     };
     n.checked_mul(scale)
         .ok_or_else(|| format!("size {s:?} is too large"))

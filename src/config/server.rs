@@ -4,8 +4,8 @@
 use super::check::{parse_size, Ctx};
 use super::defaults;
 use super::file::{FileServer, FileSize};
-use crate::listeners::HttpLimits;
 use super::ConfigError;
+use crate::listeners::HttpLimits;
 use std::time::Duration;
 
 /// Process-level settings.
@@ -98,9 +98,26 @@ fn check_http_limits(c: &Ctx<'_>, f: &FileServer) -> Result<HttpLimits, ConfigEr
             d.keepalive_timeout,
             Duration::ZERO,
         )?,
-        body_read_timeout: time("body_read_timeout", &f.body_read_timeout, d.body_read_timeout, ms)?,
-        max_header_size: size("max_header_size", &f.max_header_size, d.max_header_size, 1024, 1 << 20)?,
-        max_header_line: size("max_header_line", &f.max_header_line, d.max_header_line, 256, 1 << 20)?,
+        body_read_timeout: time(
+            "body_read_timeout",
+            &f.body_read_timeout,
+            d.body_read_timeout,
+            ms,
+        )?,
+        max_header_size: size(
+            "max_header_size",
+            &f.max_header_size,
+            d.max_header_size,
+            1024,
+            1 << 20,
+        )?,
+        max_header_line: size(
+            "max_header_line",
+            &f.max_header_line,
+            d.max_header_line,
+            256,
+            1 << 20,
+        )?,
         max_header_count: match f.max_header_count {
             None => d.max_header_count,
             Some(n @ 1..=256) => n,
@@ -119,9 +136,7 @@ fn check_http_limits(c: &Ctx<'_>, f: &FileServer) -> Result<HttpLimits, ConfigEr
         max_connections: match f.max_connections {
             None => None,
             Some(n @ 1..=10_000_000) => Some(n),
-            Some(_) => {
-                return Err(c.err("server.max_connections", "must be from 1 to 10000000"))
-            }
+            Some(_) => return Err(c.err("server.max_connections", "must be from 1 to 10000000")),
         },
     };
     if limits.max_header_line > limits.max_header_size {

@@ -68,7 +68,11 @@ mod tests {
             (1024, 384, "Debian's default soft limit"),
             (20_000, 9872, "a raised limit"),
             (100, 16, "below the reserve: still a few connections"),
-            (u64::MAX, usize::try_from((u64::MAX - FD_RESERVE) / 2).unwrap(), "unlimited"),
+            (
+                u64::MAX,
+                usize::try_from((u64::MAX - FD_RESERVE) / 2).unwrap(),
+                "unlimited",
+            ),
         ];
         for (fds, want, why) in cases {
             assert_eq!(derived_max_connections(fds), want, "{why}");

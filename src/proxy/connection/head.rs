@@ -222,8 +222,14 @@ fn is_tchar(b: u8) -> bool {
 
 /// Trims optional whitespace (SP, HTAB) on both sides.
 fn trim_ows(v: &[u8]) -> &[u8] {
-    let start = v.iter().position(|&b| b != b' ' && b != b'\t').unwrap_or(v.len());
-    let end = v.iter().rposition(|&b| b != b' ' && b != b'\t').map_or(start, |e| e + 1);
+    let start = v
+        .iter()
+        .position(|&b| b != b' ' && b != b'\t')
+        .unwrap_or(v.len());
+    let end = v
+        .iter()
+        .rposition(|&b| b != b' ' && b != b'\t')
+        .map_or(start, |e| e + 1);
     &v[start..end]
 }
 
@@ -284,7 +290,7 @@ mod tests {
             ),
             (
                 b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n",
-                complete(56, Body::Open),
+                complete(57, Body::Open),
                 "several Content-Length lines are the parser's to judge (RFC 9112 §6.3)",
             ),
             (
@@ -309,7 +315,7 @@ mod tests {
             ),
             (
                 b"GET / HTTP/1.1\r\nx: a\r\n b\r\n\r\n",
-                complete(27, Body::Open),
+                complete(28, Body::Open),
                 "obs-fold: left to the parser, which refuses it",
             ),
             (
@@ -373,19 +379,28 @@ mod tests {
             (big.as_bytes(), Scan::Refuse(Refusal::HeadTooLarge), "the head over the size limit"),
         ];
         for (input, want, why) in cases {
-            assert_eq!(scan(input), want, "{why}: {:?}", String::from_utf8_lossy(input));
+            assert_eq!(
+                scan(input),
+                want,
+                "{why}: {:?}",
+                String::from_utf8_lossy(input)
+            );
         }
     }
 
     #[test]
     fn scanning_resumes_where_it_stopped() {
         let head = b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc";
-        for split in 0..47 {
+        for split in 0..head.len() - 3 {
             let mut s = Scanner::default();
             let first = s.scan(&head[..split], &limits());
             let whole = s.scan(head, &limits());
             assert_eq!(first, Scan::Partial, "split {split}");
-            assert_eq!(whole, complete(47, Body::Length(3)), "split {split}");
+            assert_eq!(
+                whole,
+                complete(head.len() - 3, Body::Length(3)),
+                "split {split}"
+            );
         }
     }
 }

@@ -250,8 +250,7 @@ impl EdgeApp {
             return false;
         }
         let mut buf = [0u8; H2_PREFACE.len()];
-        match tokio::time::timeout(self.limits.header_read_timeout, stream.try_peek(&mut buf))
-            .await
+        match tokio::time::timeout(self.limits.header_read_timeout, stream.try_peek(&mut buf)).await
         {
             Ok(Ok(true)) => buf == H2_PREFACE,
             _ => false,
@@ -340,7 +339,10 @@ impl EdgeApp {
         let mut conn = Box::new(Conn::new(stream));
         let mut served: u32 = 0;
         loop {
-            let head = match self.next_head(&mut conn, served == 0, &places, &mut watch).await {
+            let head = match self
+                .next_head(&mut conn, served == 0, &places, &mut watch)
+                .await
+            {
                 Ok(h) => h,
                 Err(NoHead::Close) => return,
                 Err(NoHead::Answer(status)) => {
@@ -430,7 +432,9 @@ mod tests {
         assert_eq!(gate.open(), 2, "a refusal gives its place back");
         let places = [a];
         let idle = Idle::new(&places);
-        let c = gate.enter().expect("full with an idle connection: admitted");
+        let c = gate
+            .enter()
+            .expect("full with an idle connection: admitted");
         assert_eq!(gate.open(), 3, "over by one until the idle one closes");
         drop(idle);
         drop(places);

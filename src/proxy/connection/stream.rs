@@ -5,11 +5,11 @@
 //! being read, and refused, as data after the body.
 
 use bytes::{Buf, BytesMut};
+use pingora::protocols::Stream;
 use pingora::protocols::{
     GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl,
     TimingDigest, UniqueID, UniqueIDType,
 };
-use pingora::protocols::Stream;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
