@@ -8,10 +8,13 @@ use std::process::ExitCode;
 /// project's convention for "refused before start").
 const EXIT_CONFIG: u8 = 64;
 
-/// mimalloc instead of glibc malloc: spans are allocated on request threads and freed on the
+/// jemalloc instead of glibc malloc: spans are allocated on request threads and freed on the
 /// exporter thread, which glibc serialises on an arena lock (measured in the load benchmark).
+/// Its background threads give freed memory back to the system after a few seconds even when
+/// every worker thread is idle, so the memory of closed connections comes back (mimalloc kept
+/// it until the thread that freed it allocated again; see `benches/load/idle.sh`).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// An edge reverse proxy that starts the distributed trace.
 #[derive(Parser, Debug)]

@@ -16,6 +16,7 @@ use super::TracegateProxy;
 use crate::listeners::{HttpLimits, ListenerCertificates, ListenerSpec};
 use pingora::apps::HttpServerOptions;
 use pingora::listeners::tls::TlsSettings;
+use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::protocols::ALPN;
 use pingora::server::Server;
 use std::net::SocketAddr;
@@ -69,8 +70,13 @@ pub fn add_services(
         );
         for i in members {
             let addr = bound[i].to_string();
+            // No L4 read buffer: the connection layer and Pingora's session read into their
+            // own buffers, and Pingora's default 64 KiB buffer would be held by every idle
+            // connection.
+            let endpoint =
+                ListenerConfig::tcp(addr.as_str()).l4_buffer(L4BufferSettings::default().read(0));
             match certs.resolver(i) {
-                None => service.add_tcp(&addr),
+                None => service.add_listener(endpoint),
                 Some(resolver) => {
                     let mut tls = TlsSettings::intermediate("", "")
                         .map_err(|e| format!("TLS listener {addr}: {e}"))?;
@@ -80,7 +86,7 @@ pub fn add_services(
                     } else {
                         ALPN::H1
                     });
-                    service.add_tls_with_settings(&addr, None, tls);
+                    service.add_listener(endpoint.tls(tls));
                 }
             }
         }

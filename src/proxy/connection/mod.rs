@@ -357,7 +357,10 @@ impl EdgeApp {
             served += 1;
             let mut session = ServerSession::new_http1(conn);
             session.set_read_timeout(Some(self.limits.body_read_timeout));
-            if *shutdown.borrow() || served >= self.limits.max_requests_per_connection {
+            if *shutdown.borrow()
+                || served >= self.limits.max_requests_per_connection
+                || self.limits.keepalive_timeout.is_zero()
+            {
                 session.set_keepalive(None);
             } else {
                 session.set_keepalive(Some(self.limits.keepalive_timeout.as_secs().max(1)));
