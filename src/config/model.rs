@@ -146,3 +146,128 @@ upstreams:
         }
     }
 }
+
+#[cfg(test)]
+mod file_tests {
+    use super::super::{load, load_str};
+    use std::collections::HashMap;
+    use std::path::Path;
+
+    /// Every file the config names, and the config file itself, is refused at once when it is
+    /// a FIFO, a device or too large: each call below returns (none blocks on the FIFO or reads
+    /// `/dev/zero` until memory runs out), naming the key and the path.
+    #[test]
+    fn non_regular_and_oversized_files_are_refused_with_key_and_path() {
+        let env: HashMap<&str, &str> = HashMap::new();
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo.pem");
+        assert!(std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo runs")
+            .success());
+        let fifo = fifo.display().to_string();
+        let big = dir.path().join("big.pem");
+        std::fs::write(&big, vec![b'#'; (crate::files::PEM_MAX_BYTES + 1) as usize]).unwrap();
+        let big = big.display().to_string();
+        let listen_tls = |cert: &str, key: &str| {
+            format!("listen: [{{ addr: \"127.0.0.1:1\", tls: {{ certificates: [{{ cert_file: \"{cert}\", key_file: \"{key}\" }}] }} }}]\n")
+        };
+        let up_tls = |tls: &str| {
+            format!("listen: [\"127.0.0.1:1\"]\nupstreams: {{ a: {{ backends: [\"127.0.0.1:9\"], tls: {tls} }} }}\n")
+        };
+        let exp_tls = |tls: &str| {
+            format!("listen: [\"127.0.0.1:1\"]\ntelemetry: {{ exporter: {{ protocol: grpc, endpoint: \"https://127.0.0.1:4317\", tls: {tls} }} }}\n")
+        };
+        // (yaml, key, path, words, why)
+        let cases: Vec<(String, &str, &str, &str, &str)> = vec![
+            (
+                listen_tls(&fifo, "/dev/zero"),
+                "listen[0].tls.certificates[0].cert_file",
+                &fifo,
+                "a FIFO",
+                "listener certificate is a FIFO",
+            ),
+            (
+                listen_tls(&big, "/dev/zero"),
+                "listen[0].tls.certificates[0].cert_file",
+                &big,
+                "too large",
+                "listener certificate over 1 MiB",
+            ),
+            (
+                up_tls("{ ca_file: /dev/zero }"),
+                "upstreams.a.tls.ca_file",
+                "/dev/zero",
+                "a character device",
+                "upstream CA is /dev/zero",
+            ),
+            (
+                up_tls(&format!("{{ ca_file: \"{fifo}\" }}")),
+                "upstreams.a.tls.ca_file",
+                &fifo,
+                "a FIFO",
+                "upstream CA is a FIFO",
+            ),
+            (
+                up_tls("{ cert_file: /dev/urandom, key_file: /dev/zero }"),
+                "upstreams.a.tls.cert_file",
+                "/dev/urandom",
+                "a character device",
+                "upstream client certificate is /dev/urandom",
+            ),
+            (
+                exp_tls("{ ca_file: /dev/urandom }"),
+                "telemetry.exporter.tls.ca_file",
+                "/dev/urandom",
+                "a character device",
+                "exporter CA is /dev/urandom",
+            ),
+            (
+                exp_tls(&format!("{{ ca_file: \"{fifo}\" }}")),
+                "telemetry.exporter.tls.ca_file",
+                &fifo,
+                "a FIFO",
+                "exporter CA is a FIFO",
+            ),
+            (
+                exp_tls("{ ca_file: /tmp }"),
+                "telemetry.exporter.tls.ca_file",
+                "/tmp",
+                "a directory",
+                "exporter CA is a directory",
+            ),
+        ];
+        for (yaml, key, path, words, why) in &cases {
+            let e = load_str(yaml, "t.yaml", &env).expect_err(why);
+            assert_eq!(&e.key, key, "{why}: {e}");
+            assert!(
+                e.reason.contains(words) && e.reason.contains(path),
+                "{why}: {e}"
+            );
+        }
+
+        let big_config = dir.path().join("big.yaml");
+        let mut text = String::from("listen: [\"127.0.0.1:1\"]\n");
+        text.push_str(&"#".repeat(crate::files::CONFIG_MAX_BYTES as usize));
+        std::fs::write(&big_config, text).unwrap();
+        for (path, words, why) in [
+            (Path::new(&fifo), "a FIFO", "the config file is a FIFO"),
+            (
+                Path::new("/dev/zero"),
+                "a character device",
+                "the config file is /dev/zero",
+            ),
+            (dir.path(), "a directory", "the config file is a directory"),
+            (
+                big_config.as_path(),
+                "too large",
+                "the config file is over 16 MiB",
+            ),
+        ] {
+            let e = load(path, &env).expect_err(why);
+            assert_eq!(e.file, path.display().to_string(), "{why}");
+            assert!(e.reason.contains(words), "{why}: {e}");
+        }
+    }
+}
