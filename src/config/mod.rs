@@ -17,6 +17,7 @@ pub mod file;
 mod forwarded;
 mod listeners;
 pub mod model;
+mod nesting;
 mod routes;
 mod server;
 mod telemetry;
@@ -95,7 +96,20 @@ pub fn load(path: &Path, env: &dyn Env) -> Result<Config, ConfigError> {
 }
 
 /// Parses and checks config text; `name` is used in error messages.
+///
+/// Collections nested deeper than [`nesting::MAX_DEPTH`] (32) are refused before the YAML
+/// parser runs, whose time grows with the square of the depth.
 pub fn load_str(text: &str, name: &str, env: &dyn Env) -> Result<Config, ConfigError> {
+    nesting::check(text, nesting::MAX_DEPTH).map_err(|at| ConfigError {
+        file: name.to_owned(),
+        key: String::new(),
+        reason: format!(
+            "nested more than {} levels deep at line {} column {}",
+            nesting::MAX_DEPTH,
+            at.line,
+            at.column
+        ),
+    })?;
     let de = serde_yaml::Deserializer::from_str(text);
     let file: file::FileConfig = serde_path_to_error::deserialize(de).map_err(|e| {
         let key = e.path().to_string();
