@@ -259,12 +259,13 @@ mod tests {
     #[test]
     fn ranges_table() {
         let d = Duration::from_millis;
-        let cases: &[(
+        type DurationRow<'a> = (
             Result<Duration, String>,
-            &RangeInclusive<Duration>,
-            Result<Duration, &str>,
-            &str,
-        )] = &[
+            &'a RangeInclusive<Duration>,
+            Result<Duration, &'a str>,
+            &'a str,
+        );
+        let cases: &[DurationRow] = &[
             (
                 parse_duration("1ms"),
                 &(MS..=HOUR),
@@ -328,7 +329,13 @@ mod tests {
                 _ => panic!("{why}: {got:?}"),
             }
         }
-        let counts: &[(usize, RangeInclusive<usize>, Result<usize, &str>, &str)] = &[
+        type CountRow<'a> = (
+            usize,
+            RangeInclusive<usize>,
+            Result<usize, &'a str>,
+            &'a str,
+        );
+        let counts: &[CountRow] = &[
             (0, 0..=1024, Ok(0), "zero where zero means a default"),
             (1024, 0..=1024, Ok(1024), "exactly the maximum"),
             (

@@ -477,7 +477,7 @@ impl Scanner<'_> {
                 self.advance();
             }
         }
-        if !self.blankz(0) && !(self.flow() && self.at(0) == b',') {
+        if !(self.blankz(0) || (self.flow() && self.at(0) == b',')) {
             return Flow::Stop;
         }
         Flow::Go
