@@ -6,6 +6,7 @@
 //! - [`upstream`]: upstream pools and backend choice.
 //! - [`listeners`]: where and how connections are accepted, and the TLS listeners'
 //!   certificates (SNI), replaceable at run time.
+//! - [`files`]: bounded reads of the config file and the PEM files it names (a leaf).
 //! - [`tls`]: PEM files, upstream TLS material and a handshake probe (a leaf).
 //! - [`trace`]: the tracing plugin (W3C Trace Context, spans, OTLP pipeline), usable from any
 //!   Pingora `ProxyHttp`.
@@ -20,6 +21,7 @@
 pub mod app;
 pub mod config;
 pub mod exchange;
+pub mod files;
 pub mod listeners;
 pub mod net;
 pub mod observe;

@@ -179,6 +179,12 @@ fn listener_shape(c: &Config) -> Vec<(SocketAddr, bool, bool, Option<RedirectHtt
         .collect()
 }
 
+/// The config file's bytes, read as [`config::load`] reads them (a regular file of at most
+/// 16 MiB), so a FIFO or a device put in its place neither blocks nor exhausts the watcher.
+fn read_config(path: &Path) -> Option<Vec<u8>> {
+    crate::files::read_bounded(path, crate::files::CONFIG_MAX_BYTES).ok()
+}
+
 /// Polls the config file's content. A change counts once the content has stayed the same for
 /// one interval (an editor or `kubectl` may write the file in several steps), and each content
 /// counts once, so a refused file is not retried until it changes again.
@@ -193,7 +199,7 @@ struct Watcher {
 
 impl Watcher {
     fn new(path: &Path, every: Duration) -> Self {
-        let current = std::fs::read(path).ok();
+        let current = read_config(path);
         Watcher {
             path: path.to_owned(),
             every,
@@ -204,7 +210,7 @@ impl Watcher {
 
     /// The current content has been handled (by a SIGHUP reload).
     fn mark_current(&mut self) {
-        self.handled = std::fs::read(&self.path).ok();
+        self.handled = read_config(&self.path);
         self.seen = self.handled.clone();
     }
 
@@ -214,7 +220,7 @@ impl Watcher {
             tokio::time::sleep(self.every).await;
             // An unreadable file (being replaced, or deleted) is not a change: the next poll
             // sees the new file.
-            let Ok(now) = std::fs::read(&self.path) else {
+            let Some(now) = read_config(&self.path) else {
                 continue;
             };
             let settled = self.seen.as_ref() == Some(&now);

@@ -409,3 +409,121 @@ fn bad_propagator_names_are_refused_at_load() {
         "{out}"
     );
 }
+
+/// The `tracestate` cases of the W3C conformance suite (`test/test.py`, strict level 2), sent
+/// to the real proxy: what the upstream receives, per case. Each request is answered before
+/// the next is sent, so the upstream's requests come in the order of the table.
+#[test]
+fn tracestate_is_read_as_the_w3c_conformance_suite_expects() {
+    let rx = OtlpReceiver::grpc();
+    let up = Upstream::start("b1");
+    let proxy = Proxy::start(&config(&rx, "", &up));
+    let tp = format!("00-{TRACE}-{CALLER_SPAN}-01");
+    let long_key = format!("{}=1", "z".repeat(256));
+    let too_long_key = format!("{}=1", "z".repeat(257));
+    let with_long_key = format!("foo=1,{long_key}");
+    let thirty_two: Vec<String> = (0..4)
+        .map(|line| {
+            let members =
+                (line * 10 + 1..=(line * 10 + 10).min(32)).map(|i| format!("bar{i:02}={i:02}"));
+            members.collect::<Vec<_>>().join(",")
+        })
+        .collect();
+    let thirty_two_joined = thirty_two.join(",");
+    let thirty_three_last = format!("{},bar33=33", thirty_two[3]);
+    // (tracestate lines, what the upstream gets, why)
+    let cases: Vec<(Vec<&str>, Option<&str>, &str)> = vec![
+        (vec!["foo=1,bar=2"], Some("foo=1,bar=2"), "inherited"),
+        (
+            vec!["foo=1,bar=2", "rojo=1,congo=2", "baz=3"],
+            Some("foo=1,bar=2,rojo=1,congo=2,baz=3"),
+            "lines combined in order",
+        ),
+        (vec!["", "foo=1"], Some("foo=1"), "an empty line is ignored"),
+        (vec![""], None, "an empty header is not sent on"),
+        (
+            vec!["foo=1 \t , \t bar=2"],
+            Some("foo=1 \t , \t bar=2"),
+            "OWS allowed",
+        ),
+        (
+            vec!["foo=1,foo=2"],
+            Some("foo=1"),
+            "a duplicate key is dropped",
+        ),
+        (
+            vec!["foo@=1,bar=2"],
+            Some("foo@=1,bar=2"),
+            "'@' may end a key",
+        ),
+        (
+            vec!["foo@bar@baz=1,bar=2"],
+            Some("foo@bar@baz=1,bar=2"),
+            "'@' twice",
+        ),
+        (
+            vec!["@foo=1,bar=2"],
+            None,
+            "a key starting with '@' discards the header",
+        ),
+        (
+            vec!["FOO=1,bar=2"],
+            None,
+            "an uppercase key discards the header",
+        ),
+        (
+            vec!["foo=1", &long_key],
+            Some(&with_long_key),
+            "a 256-character key",
+        ),
+        (
+            vec!["foo=1", &too_long_key],
+            None,
+            "a 257-character key discards the header",
+        ),
+        (
+            vec!["foo=bar=baz"],
+            None,
+            "'=' in a value discards the header",
+        ),
+        (
+            vec!["foo=,bar=3"],
+            None,
+            "an empty value discards the header",
+        ),
+        (
+            thirty_two.iter().map(String::as_str).collect(),
+            Some(&thirty_two_joined),
+            "32 members are kept",
+        ),
+        (
+            vec![
+                &thirty_two[0],
+                &thirty_two[1],
+                &thirty_two[2],
+                &thirty_three_last,
+            ],
+            None,
+            "33 members discard the header",
+        ),
+    ];
+    for (lines, _, _) in &cases {
+        let mut headers = vec![("traceparent", tp.as_str())];
+        headers.extend(lines.iter().map(|l| ("tracestate", *l)));
+        assert_eq!(http_get(&proxy.addr(), "/", &headers).status, 200);
+    }
+    let reqs = up.wait_for_requests(cases.len(), WAIT);
+    for ((lines, want, why), req) in cases.iter().zip(&reqs) {
+        let got = req.header_values("tracestate");
+        assert_eq!(
+            got,
+            want.iter().copied().collect::<Vec<_>>(),
+            "{why}: {lines:?}"
+        );
+        let (trace, _, _) = traceparent_fields(one_header(req, "traceparent"));
+        assert_eq!(
+            trace, TRACE,
+            "{why}: the trace goes on whatever tracestate holds"
+        );
+    }
+}

@@ -336,3 +336,111 @@ routes:
         "a new connection gets the renewed certificate"
     );
 }
+
+/// What the config fuzz run found, refused by `tracegate --check` with exit 64 and the key,
+/// each returning promptly (none of them hangs or runs out of memory).
+#[test]
+fn check_refuses_unbounded_values_and_files_with_the_key() {
+    let base = "listen: [\"127.0.0.1:0\"]\n";
+    let deep = format!("{base}a: {}1{}\n", "[".repeat(100_000), "]".repeat(100_000));
+    // (yaml, words in the output, why)
+    let cases: Vec<(String, Vec<&str>, &str)> = vec![
+        (
+            format!("{base}upstreams: {{ a: {{ backends: [\"127.0.0.1:9\"], timeout: 9223372036854775807s }} }}\n"),
+            vec!["upstreams.a.timeout", "at most 24h"],
+            "a total timeout that overflowed Instant + Duration on every request",
+        ),
+        (
+            format!("{base}server: {{ threads: 18446744073709551615 }}\n"),
+            vec!["server.threads", "at most 1024"],
+            "a thread count that panicked at start",
+        ),
+        (deep, vec!["nested more than 32 levels deep"], "100,000-deep nesting"),
+        (
+            format!("{base}upstreams: {{ a: {{ backends: [\"127.0.0.1:9\"], tls: {{ ca_file: /dev/zero }} }} }}\n"),
+            vec!["upstreams.a.tls.ca_file", "/dev/zero", "not a regular file"],
+            "a CA file that never ends",
+        ),
+        (
+            format!("{base}listen: [{{ addr: \"127.0.0.1:0\", tls: {{ certificates: [{{ cert_file: /dev/urandom, key_file: /dev/zero }}] }} }}]\n").replacen(base, "", 1),
+            vec!["listen[0].tls.certificates[0].cert_file", "/dev/urandom"],
+            "a listener certificate that never ends",
+        ),
+    ];
+    for (yaml, words, why) in &cases {
+        let (code, out) = run_check(yaml);
+        assert_eq!(code, 64, "{why}: {out}");
+        for w in words {
+            assert!(out.contains(w), "{why}: {w:?} not in {out}");
+        }
+    }
+
+    // The config file itself: a FIFO (no writer ever comes) and a device.
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("tracegate.yaml");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    for (path, words) in [
+        (fifo.as_path(), "a FIFO"),
+        (Path::new("/dev/zero"), "a character device"),
+    ] {
+        let out = std::process::Command::new(tracegate_bin())
+            .args(["--check", "--config"])
+            .arg(path)
+            .output()
+            .expect("run --check");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{err}");
+        assert!(
+            err.contains(words) && err.contains(&path.display().to_string()),
+            "{err}"
+        );
+    }
+}
+
+/// A reload meets the same bounds: an over-range value, a file nested too deeply and a FIFO in
+/// place of the config are refused, and the running config keeps serving.
+#[test]
+fn a_reload_refuses_unbounded_files_and_keeps_serving() {
+    let up = Upstream::start("up");
+    let good = proxy_config("watch_config: false", "traceresponse: false", &up);
+    let mut proxy = Proxy::start(&good);
+    let addr = proxy.addr();
+    let path = proxy.config_path().to_owned();
+    let deep = format!("{good}x: {}1{}\n", "[".repeat(50_000), "]".repeat(50_000));
+    let over = good.replace("backends: [", "timeout: 9223372036854775807s, backends: [");
+    for (text, words) in [
+        (deep.as_str(), "nested more than 32 levels deep"),
+        (over.as_str(), "upstreams.pool.timeout"),
+    ] {
+        replace_config(&path, text);
+        proxy.signal(Signal::SIGHUP);
+        proxy.wait_for_log(
+            &format!(
+                "still serving the previous config: invalid config: {}: {words}",
+                path.display()
+            ),
+            WAIT,
+        );
+        let r = http_get(&addr, "/", &[]);
+        assert_eq!((r.status, body(&r).as_str()), (200, "up"));
+    }
+    std::fs::remove_file(&path).unwrap();
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&path)
+        .status()
+        .unwrap()
+        .success());
+    proxy.signal(Signal::SIGHUP);
+    proxy.wait_for_log("is not a regular file but a FIFO", WAIT);
+    let r = http_get(&addr, "/", &[]);
+    assert_eq!((r.status, body(&r).as_str()), (200, "up"));
+    // The reload thread did not block on the FIFO: a good file is taken on the next signal.
+    std::fs::remove_file(&path).unwrap();
+    replace_config(&path, &good.replace("name: all", "name: fixed"));
+    proxy.signal(Signal::SIGHUP);
+    proxy.wait_for_log("config reloaded (SIGHUP)", WAIT);
+}

@@ -25,6 +25,7 @@ pub(super) fn check_listen(
         .iter()
         .position(|l| matches!(l, FileListen::Listener(FileListener { tls: Some(_), .. })));
     let mut out: Vec<ListenerSpec> = Vec::with_capacity(listen.len());
+    let mut seen = std::collections::HashSet::with_capacity(listen.len());
     for (i, l) in listen.iter().enumerate() {
         let spec = match l {
             FileListen::Addr(a) => ListenerSpec {
@@ -36,7 +37,7 @@ pub(super) fn check_listen(
             },
             FileListen::Listener(f) => listener(c, i, f, first_tls)?,
         };
-        if spec.addr.port() != 0 && out.iter().any(|o| o.addr == spec.addr) {
+        if spec.addr.port() != 0 && !seen.insert(spec.addr) {
             return Err(c.err(
                 format!("listen[{i}]"),
                 format!("{} is listed twice", spec.addr),

@@ -17,6 +17,7 @@ pub mod file;
 mod forwarded;
 mod listeners;
 pub mod model;
+mod nesting;
 mod routes;
 mod server;
 mod telemetry;
@@ -73,18 +74,42 @@ impl Env for std::collections::HashMap<&str, &str> {
 }
 
 /// Reads, parses and checks the config file at `path`, with `env` overriding file values.
+///
+/// The file must be a regular file of at most [`crate::files::CONFIG_MAX_BYTES`] (16 MiB):
+/// a FIFO, a device or a directory is refused at once, as is a larger file.
 pub fn load(path: &Path, env: &dyn Env) -> Result<Config, ConfigError> {
     let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+    let refuse = |reason: String| ConfigError {
         file: name.clone(),
         key: String::new(),
-        reason: format!("cannot read: {e}"),
+        reason,
+    };
+    let bytes = crate::files::read_bounded(path, crate::files::CONFIG_MAX_BYTES)
+        .map_err(|e| refuse(e.to_string()))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        refuse(format!(
+            "cannot read: not UTF-8 text (invalid byte at offset {})",
+            e.utf8_error().valid_up_to()
+        ))
     })?;
     load_str(&text, &name, env)
 }
 
 /// Parses and checks config text; `name` is used in error messages.
+///
+/// Collections nested deeper than [`nesting::MAX_DEPTH`] (32) are refused before the YAML
+/// parser runs, whose time grows with the square of the depth.
 pub fn load_str(text: &str, name: &str, env: &dyn Env) -> Result<Config, ConfigError> {
+    nesting::check(text, nesting::MAX_DEPTH).map_err(|at| ConfigError {
+        file: name.to_owned(),
+        key: String::new(),
+        reason: format!(
+            "nested more than {} levels deep at line {} column {}",
+            nesting::MAX_DEPTH,
+            at.line,
+            at.column
+        ),
+    })?;
     let de = serde_yaml::Deserializer::from_str(text);
     let file: file::FileConfig = serde_path_to_error::deserialize(de).map_err(|e| {
         let key = e.path().to_string();

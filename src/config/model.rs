@@ -146,3 +146,403 @@ upstreams:
         }
     }
 }
+
+#[cfg(test)]
+mod range_tests {
+    use super::super::load_str;
+    use std::collections::HashMap;
+
+    /// Every number is bounded at load, so nothing `--check` accepts overflows at run time.
+    #[test]
+    fn out_of_range_numbers_table() {
+        let env: HashMap<&str, &str> = HashMap::new();
+        let up = |extra: &str| {
+            format!("listen: [\"127.0.0.1:1\"]\nupstreams: {{ a: {{ backends: [\"127.0.0.1:9\"], {extra} }} }}\n")
+        };
+        let top = |extra: &str| format!("listen: [\"127.0.0.1:1\"]\n{extra}\n");
+        // (yaml, key, words in the reason, why)
+        let cases: Vec<(String, &str, &str, &str)> = vec![
+            (
+                up("timeout: 9223372036854775807s"),
+                "upstreams.a.timeout",
+                "too long: at most 24h",
+                "Instant + Duration overflowed on every request",
+            ),
+            (
+                top("server: { threads: 18446744073709551615 }"),
+                "server.threads",
+                "too large: at most 1024",
+                "panicked at start",
+            ),
+            (
+                top("server: { threads: 1025 }"),
+                "server.threads",
+                "at most 1024",
+                "one thread over",
+            ),
+            (
+                up("timeout: 25h"),
+                "upstreams.a.timeout",
+                "at most 24h",
+                "total timeout over a day",
+            ),
+            (
+                up("timeout: 0s"),
+                "upstreams.a.timeout",
+                "greater than zero",
+                "zero total timeout",
+            ),
+            (
+                up("connect_timeout: 61m"),
+                "upstreams.a.connect_timeout",
+                "at most 1h",
+                "connect over an hour",
+            ),
+            (
+                up("read_timeout: 86401s"),
+                "upstreams.a.read_timeout",
+                "at most 24h",
+                "read over a day",
+            ),
+            (
+                up("write_timeout: 1441m"),
+                "upstreams.a.write_timeout",
+                "at most 24h",
+                "write over a day",
+            ),
+            (
+                up("fail_timeout: 25h"),
+                "upstreams.a.fail_timeout",
+                "at most 24h",
+                "ejection over a day",
+            ),
+            (
+                up("max_fails: 1001"),
+                "upstreams.a.max_fails",
+                "at most 1000",
+                "failures in a row",
+            ),
+            (
+                up("health_check: { interval: 25h }"),
+                "upstreams.a.health_check.interval",
+                "at most 24h",
+                "probe interval",
+            ),
+            (
+                up("health_check: { timeout: 2h }"),
+                "upstreams.a.health_check.timeout",
+                "at most 1h",
+                "probe timeout",
+            ),
+            (
+                up("health_check: { healthy_threshold: 1001 }"),
+                "upstreams.a.health_check.healthy_threshold",
+                "at most 1000",
+                "rise",
+            ),
+            (
+                up("health_check: { unhealthy_threshold: 0 }"),
+                "upstreams.a.health_check.unhealthy_threshold",
+                "at least 1",
+                "fall",
+            ),
+            (
+                top("server: { grace_period: 2h }"),
+                "server.grace_period",
+                "at most 1h",
+                "grace period",
+            ),
+            (
+                top("server: { shutdown_timeout: 61m }"),
+                "server.shutdown_timeout",
+                "at most 1h",
+                "shutdown",
+            ),
+            (
+                top("server: { watch_interval: 99ms }"),
+                "server.watch_interval",
+                "at least 100ms",
+                "watch interval floor",
+            ),
+            (
+                top("server: { watch_interval: 2h }"),
+                "server.watch_interval",
+                "at most 1h",
+                "watch interval ceiling",
+            ),
+            (
+                top("server: { grace_period: 18446744073709551615h }"),
+                "server.grace_period",
+                "too long",
+                "hours that overflow u64 seconds",
+            ),
+            (
+                top("telemetry: { keep: { slower_than: 25h } }"),
+                "telemetry.keep.slower_than",
+                "at most 24h",
+                "keep rule",
+            ),
+            (
+                top("telemetry: { exporter: { timeout: 2h } }"),
+                "telemetry.exporter.timeout",
+                "at most 1h",
+                "export call",
+            ),
+            (
+                top("telemetry: { exporter: { timeout: 0ms } }"),
+                "telemetry.exporter.timeout",
+                "greater than zero",
+                "zero export timeout",
+            ),
+            (
+                top("telemetry: { batch: { max_queue_size: 1048577 } }"),
+                "telemetry.batch.max_queue_size",
+                "at most 1048576",
+                "queue allocated up front",
+            ),
+            (
+                top("telemetry: { batch: { max_queue_size: 0 } }"),
+                "telemetry.batch.max_queue_size",
+                "at least 1",
+                "empty queue",
+            ),
+            (
+                top("telemetry: { batch: { max_export_batch_size: 65537 } }"),
+                "telemetry.batch.max_export_batch_size",
+                "at most 65536",
+                "batch size",
+            ),
+            (
+                top("telemetry: { batch: { scheduled_delay: 0s } }"),
+                "telemetry.batch.scheduled_delay",
+                "greater than zero",
+                "a zero delay spins",
+            ),
+            (
+                top("telemetry: { batch: { export_timeout: 2h } }"),
+                "telemetry.batch.export_timeout",
+                "at most 1h",
+                "pipeline export limit",
+            ),
+            (
+                top(&format!(
+                    "a: {}1{}",
+                    "[".repeat(100_000),
+                    "]".repeat(100_000)
+                )),
+                "",
+                "nested more than 32 levels deep at line 2",
+                "100,000-deep nesting is refused before the parser",
+            ),
+        ];
+        for (yaml, key, words, why) in &cases {
+            let e = load_str(yaml, "t.yaml", &env).expect_err(why);
+            assert_eq!(&e.key, key, "{why}: {e}");
+            assert!(e.reason.contains(words), "{why}: {e}");
+        }
+        let hash = format!(
+            "listen: [\"127.0.0.1:1\"]\nupstreams: {{ a: {{ lb: hash, hash_on: client_ip, backends: [{}] }} }}\n",
+            (0..400)
+                .map(|i| format!("{{ addr: \"10.0.{}.{}:80\", weight: 256 }}", i / 256, i % 256))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let e = load_str(&hash, "t.yaml", &env).expect_err("hash ring too large");
+        assert_eq!(e.key, "upstreams.a.backends", "{e}");
+        assert!(e.reason.contains("add up to 102400: at most 100000"), "{e}");
+        // The largest value of each range loads.
+        let max = "listen: [\"127.0.0.1:1\"]\nserver: { threads: 1024, grace_period: 1h, shutdown_timeout: 1h, watch_interval: 1h }\ntelemetry: { keep: { slower_than: 24h }, exporter: { protocol: none, timeout: 1h }, batch: { max_queue_size: 1048576, max_export_batch_size: 65536, scheduled_delay: 1h, export_timeout: 1h } }\nupstreams: { a: { backends: [\"127.0.0.1:9\"], timeout: 24h, connect_timeout: 1h, read_timeout: 24h, write_timeout: 24h, fail_timeout: 24h, max_fails: 1000, retries: 15, health_check: { interval: 24h, timeout: 1h, healthy_threshold: 1000, unhealthy_threshold: 1000 } } }\n";
+        load_str(max, "t.yaml", &env).expect("every maximum is accepted");
+    }
+
+    #[test]
+    fn environment_numbers_are_bounded_too() {
+        for (var, value, words) in [
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "99999999999", "at most 1048576"),
+            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "65537", "at most 65536"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "0", "greater than zero"),
+            ("OTEL_BSP_EXPORT_TIMEOUT", "3600001", "at most 1h"),
+            (
+                "OTEL_EXPORTER_OTLP_TIMEOUT",
+                "18446744073709551615",
+                "at most 1h",
+            ),
+        ] {
+            let env: HashMap<&str, &str> = [(var, value)].into_iter().collect();
+            let e = load_str(
+                "listen: [\"127.0.0.1:1\"]\ntelemetry: { exporter: { protocol: grpc } }\n",
+                "t.yaml",
+                &env,
+            )
+            .expect_err(var);
+            assert_eq!(
+                (e.file.as_str(), e.key.as_str()),
+                ("environment", var),
+                "{e}"
+            );
+            assert!(e.reason.contains(words), "{var}: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod file_tests {
+    use super::super::{load, load_str};
+    use std::collections::HashMap;
+    use std::path::Path;
+
+    /// Every file the config names, and the config file itself, is refused at once when it is
+    /// a FIFO, a device or too large: each call below returns (none blocks on the FIFO or reads
+    /// `/dev/zero` until memory runs out), naming the key and the path.
+    #[test]
+    fn non_regular_and_oversized_files_are_refused_with_key_and_path() {
+        let env: HashMap<&str, &str> = HashMap::new();
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo.pem");
+        assert!(std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo runs")
+            .success());
+        let fifo = fifo.display().to_string();
+        let big = dir.path().join("big.pem");
+        std::fs::write(&big, vec![b'#'; (crate::files::PEM_MAX_BYTES + 1) as usize]).unwrap();
+        let big = big.display().to_string();
+        let listen_tls = |cert: &str, key: &str| {
+            format!("listen: [{{ addr: \"127.0.0.1:1\", tls: {{ certificates: [{{ cert_file: \"{cert}\", key_file: \"{key}\" }}] }} }}]\n")
+        };
+        let up_tls = |tls: &str| {
+            format!("listen: [\"127.0.0.1:1\"]\nupstreams: {{ a: {{ backends: [\"127.0.0.1:9\"], tls: {tls} }} }}\n")
+        };
+        let exp_tls = |tls: &str| {
+            format!("listen: [\"127.0.0.1:1\"]\ntelemetry: {{ exporter: {{ protocol: grpc, endpoint: \"https://127.0.0.1:4317\", tls: {tls} }} }}\n")
+        };
+        // (yaml, key, path, words, why)
+        let cases: Vec<(String, &str, &str, &str, &str)> = vec![
+            (
+                listen_tls(&fifo, "/dev/zero"),
+                "listen[0].tls.certificates[0].cert_file",
+                &fifo,
+                "a FIFO",
+                "listener certificate is a FIFO",
+            ),
+            (
+                listen_tls(&big, "/dev/zero"),
+                "listen[0].tls.certificates[0].cert_file",
+                &big,
+                "too large",
+                "listener certificate over 1 MiB",
+            ),
+            (
+                up_tls("{ ca_file: /dev/zero }"),
+                "upstreams.a.tls.ca_file",
+                "/dev/zero",
+                "a character device",
+                "upstream CA is /dev/zero",
+            ),
+            (
+                up_tls(&format!("{{ ca_file: \"{fifo}\" }}")),
+                "upstreams.a.tls.ca_file",
+                &fifo,
+                "a FIFO",
+                "upstream CA is a FIFO",
+            ),
+            (
+                up_tls("{ cert_file: /dev/urandom, key_file: /dev/zero }"),
+                "upstreams.a.tls.cert_file",
+                "/dev/urandom",
+                "a character device",
+                "upstream client certificate is /dev/urandom",
+            ),
+            (
+                exp_tls("{ ca_file: /dev/urandom }"),
+                "telemetry.exporter.tls.ca_file",
+                "/dev/urandom",
+                "a character device",
+                "exporter CA is /dev/urandom",
+            ),
+            (
+                exp_tls(&format!("{{ ca_file: \"{fifo}\" }}")),
+                "telemetry.exporter.tls.ca_file",
+                &fifo,
+                "a FIFO",
+                "exporter CA is a FIFO",
+            ),
+            (
+                exp_tls("{ ca_file: /tmp }"),
+                "telemetry.exporter.tls.ca_file",
+                "/tmp",
+                "a directory",
+                "exporter CA is a directory",
+            ),
+        ];
+        for (yaml, key, path, words, why) in &cases {
+            let e = load_str(yaml, "t.yaml", &env).expect_err(why);
+            assert_eq!(&e.key, key, "{why}: {e}");
+            assert!(
+                e.reason.contains(words) && e.reason.contains(path),
+                "{why}: {e}"
+            );
+        }
+
+        let big_config = dir.path().join("big.yaml");
+        let mut text = String::from("listen: [\"127.0.0.1:1\"]\n");
+        text.push_str(&"#".repeat(crate::files::CONFIG_MAX_BYTES as usize));
+        std::fs::write(&big_config, text).unwrap();
+        for (path, words, why) in [
+            (Path::new(&fifo), "a FIFO", "the config file is a FIFO"),
+            (
+                Path::new("/dev/zero"),
+                "a character device",
+                "the config file is /dev/zero",
+            ),
+            (dir.path(), "a directory", "the config file is a directory"),
+            (
+                big_config.as_path(),
+                "too large",
+                "the config file is over 16 MiB",
+            ),
+        ] {
+            let e = load(path, &env).expect_err(why);
+            assert_eq!(e.file, path.display().to_string(), "{why}");
+            assert!(e.reason.contains(words), "{why}: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod scale_tests {
+    use super::super::load_str;
+    use std::collections::HashMap;
+
+    /// 100,000 routes over 1,000 upstreams of 300 backends each (literal addresses, so no
+    /// resolver is asked): every check is linear, so this loads (in well under 2 s in a
+    /// release build; the figure is in the README).
+    #[test]
+    fn a_config_of_100k_routes_and_300k_backends_loads() {
+        let mut text = String::from("listen: [\"127.0.0.1:1\"]\nroutes:\n");
+        for i in 0..100_000 {
+            text.push_str(&format!(
+                "  - {{ name: r{i}, match: {{ host: h{i}.example.com, path_prefix: /p{i}/ }}, upstream: u{} }}\n",
+                i % 1000
+            ));
+        }
+        text.push_str("upstreams:\n");
+        for u in 0..1000 {
+            let backends: Vec<String> = (0..300)
+                .map(|k| format!("\"10.{}.{}.{}:{}\"", u / 256, u % 256, k % 256, 8000 + k))
+                .collect();
+            text.push_str(&format!(
+                "  u{u}: {{ backends: [{}] }}\n",
+                backends.join(",")
+            ));
+        }
+        let env: HashMap<&str, &str> = HashMap::new();
+        let c = load_str(&text, "big.yaml", &env).expect("loads");
+        assert_eq!(c.router.routes().len(), 100_000);
+        assert_eq!(
+            c.upstreams.iter().map(|u| u.backends.len()).sum::<usize>(),
+            300_000
+        );
+    }
+}

@@ -14,7 +14,7 @@ use crate::routing::{
 };
 use crate::trace::sampling::check_ratio;
 use bytes::Bytes;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 pub(super) fn check_routes(
     c: &Ctx<'_>,
@@ -22,13 +22,15 @@ pub(super) fn check_routes(
     upstreams: &HashMap<String, usize>,
 ) -> Result<Vec<Route>, ConfigError> {
     let mut out: Vec<Route> = Vec::with_capacity(routes.len());
+    // Names seen so far: one look-up per route, so a long route list loads in linear time.
+    let mut names: HashSet<&str> = HashSet::with_capacity(routes.len());
     for (i, r) in routes.iter().enumerate() {
         let key = format!("routes[{i}]");
         let name = r.name.trim();
         if name.is_empty() {
             return Err(c.err(format!("{key}.name"), "must not be empty"));
         }
-        if out.iter().any(|o| &*o.name == name) {
+        if !names.insert(name) {
             return Err(c.err(
                 format!("{key}.name"),
                 format!("route name {name:?} is used twice"),
@@ -103,6 +105,7 @@ fn check_match(c: &Ctx<'_>, key: &str, r: &FileRoute) -> Result<Conditions, Conf
         (None, None) => None,
     };
     let mut methods = Vec::new();
+    let mut seen_methods = HashSet::new();
     if let Some(list) = &m.methods {
         if list.is_empty() {
             return Err(c.err(
@@ -113,12 +116,13 @@ fn check_match(c: &Ctx<'_>, key: &str, r: &FileRoute) -> Result<Conditions, Conf
         for (j, s) in list.iter().enumerate() {
             let method =
                 parse_method(s).map_err(|e| c.err(format!("{key}.match.methods[{j}]"), e))?;
-            if !methods.contains(&method) {
+            if seen_methods.insert(method.clone()) {
                 methods.push(method);
             }
         }
     }
     let mut headers = Vec::new();
+    let mut seen_headers = HashSet::new();
     for (name, value) in m.headers.iter().flatten() {
         let k = format!("{key}.match.headers.{name}");
         let n = http::HeaderName::from_bytes(name.trim().to_ascii_lowercase().as_bytes())
@@ -129,7 +133,7 @@ fn check_match(c: &Ctx<'_>, key: &str, r: &FileRoute) -> Result<Conditions, Conf
                 "use match.host (it also covers HTTP/2 requests, which have no Host header)",
             ));
         }
-        if headers.iter().any(|(h, _)| *h == n) {
+        if !seen_headers.insert(n.clone()) {
             return Err(c.err(k, format!("{name:?} is given twice (names ignore case)")));
         }
         let v = config_value(value.trim())

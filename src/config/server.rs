@@ -1,7 +1,7 @@
 //! `server`: process-level settings (worker threads, shutdown, config watching, the graceful
 //! upgrade socket). They take effect at start; a reload that changes them says so.
 
-use super::check::{parse_size, Ctx};
+use super::check::{parse_size, Ctx, HOUR};
 use super::defaults;
 use super::file::{FileServer, FileSize};
 use super::ConfigError;
@@ -23,28 +23,34 @@ pub struct ServerSettings {
     pub http: HttpLimits,
 }
 
+/// The most worker threads `server.threads` takes (each is a runtime of its own).
+const MAX_THREADS: usize = 1024;
+
 /// Checks `server`.
 pub(super) fn check_server(c: &Ctx<'_>, f: &FileServer) -> Result<ServerSettings, ConfigError> {
     let server = ServerSettings {
-        threads: match f.threads {
-            None | Some(0) => defaults::threads(),
-            Some(n) => n,
+        threads: match c.count_in("server.threads", f.threads, 0, 0..=MAX_THREADS)? {
+            0 => defaults::threads(),
+            n => n,
         },
-        grace_period: c.duration(
+        grace_period: c.duration_in(
             "server.grace_period",
             &f.grace_period,
             defaults::GRACE_PERIOD,
+            Duration::ZERO..=HOUR,
         )?,
-        shutdown_timeout: c.duration(
+        shutdown_timeout: c.duration_in(
             "server.shutdown_timeout",
             &f.shutdown_timeout,
             defaults::SHUTDOWN_TIMEOUT,
+            Duration::ZERO..=HOUR,
         )?,
         watch_config: f.watch_config.unwrap_or(defaults::WATCH_CONFIG),
-        watch_interval: c.duration(
+        watch_interval: c.duration_in(
             "server.watch_interval",
             &f.watch_interval,
             defaults::WATCH_INTERVAL,
+            Duration::from_millis(100)..=HOUR,
         )?,
         upgrade_sock: f
             .upgrade_sock
@@ -52,9 +58,6 @@ pub(super) fn check_server(c: &Ctx<'_>, f: &FileServer) -> Result<ServerSettings
             .unwrap_or_else(|| defaults::UPGRADE_SOCK.to_owned()),
         http: check_http_limits(c, f)?,
     };
-    if server.watch_interval < Duration::from_millis(100) {
-        return Err(c.err("server.watch_interval", "must be at least 100ms"));
-    }
     if server.upgrade_sock.trim().is_empty() {
         return Err(c.err("server.upgrade_sock", "must not be empty"));
     }

@@ -1,7 +1,7 @@
 //! Checking `upstreams.*`: backends and weights, timeouts, `lb`/`hash_on`, health checks,
 //! passive ejection and retries, into [`UpstreamSpec`]s.
 
-use super::check::Ctx;
+use super::check::{Ctx, DAY, HOUR, MS};
 use super::defaults;
 use super::file::{FileBackend, FileHashOn, FileHealthCheck, FileUpstream};
 use super::ConfigError;
@@ -13,6 +13,13 @@ use crate::upstream::{
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
+
+/// The largest `max_fails`, `healthy_threshold` and `unhealthy_threshold`: failures or probes
+/// in a row, so a bound far above any useful value.
+const MAX_COUNT: u32 = 1000;
+/// With `lb: hash`, the most the weights of an upstream may add up to: 160 ring points per
+/// unit, so at most 16 million points (128 MiB).
+const MAX_HASH_WEIGHT: u64 = 100_000;
 
 pub(super) fn check_upstreams(
     c: &Ctx<'_>,
@@ -30,41 +37,49 @@ pub(super) fn check_upstreams(
         }
         let (backends, weights) = check_backends(c, &key, &u.backends)?;
         let timeouts = UpstreamTimeouts {
-            connect: c.duration(
+            connect: c.duration_in(
                 &format!("{key}.connect_timeout"),
                 &u.connect_timeout,
                 defaults::CONNECT_TIMEOUT,
+                MS..=HOUR,
             )?,
-            read: c.duration(
+            read: c.duration_in(
                 &format!("{key}.read_timeout"),
                 &u.read_timeout,
                 defaults::READ_TIMEOUT,
+                MS..=DAY,
             )?,
-            write: c.duration(
+            write: c.duration_in(
                 &format!("{key}.write_timeout"),
                 &u.write_timeout,
                 defaults::WRITE_TIMEOUT,
+                MS..=DAY,
             )?,
             total: match &u.timeout {
                 None => None,
-                Some(_) => {
-                    Some(c.duration(&format!("{key}.timeout"), &u.timeout, Duration::ZERO)?)
-                }
+                Some(_) => Some(c.duration_in(
+                    &format!("{key}.timeout"),
+                    &u.timeout,
+                    Duration::ZERO,
+                    MS..=DAY,
+                )?),
             },
         };
-        for (k, d) in [
-            ("connect_timeout", timeouts.connect),
-            ("read_timeout", timeouts.read),
-            ("write_timeout", timeouts.write),
-            ("timeout", timeouts.total.unwrap_or(Duration::MAX)),
-        ] {
-            if d.is_zero() {
-                return Err(c.err(format!("{key}.{k}"), "must be greater than zero"));
-            }
-        }
         let tls = super::upstream_tls::check_tls(c, &key, u, &backends)?;
         let pass_host = pass_host(c, &key, u, &backends, tls.is_some())?;
         let balance = check_balance(c, &key, u)?;
+        if matches!(balance, Balance::Hash(_)) {
+            let total: u64 = weights.iter().map(|&w| u64::from(w)).sum();
+            if total > MAX_HASH_WEIGHT {
+                return Err(c.err(
+                    format!("{key}.backends"),
+                    format!(
+                        "the weights add up to {total}: at most {MAX_HASH_WEIGHT} with lb: hash \
+                         (each unit of weight is 160 points on the hash ring)"
+                    ),
+                ));
+            }
+        }
         let health_check = match &u.health_check {
             None => None,
             Some(h) => Some(check_health(c, &format!("{key}.health_check"), h)?),
@@ -83,11 +98,17 @@ pub(super) fn check_upstreams(
             ));
         }
         let passive = PassiveHealth {
-            max_fails: u.max_fails.unwrap_or(defaults::MAX_FAILS),
-            fail_timeout: c.duration(
+            max_fails: c.count_in(
+                &format!("{key}.max_fails"),
+                u.max_fails,
+                defaults::MAX_FAILS,
+                0..=MAX_COUNT,
+            )?,
+            fail_timeout: c.duration_in(
                 &format!("{key}.fail_timeout"),
                 &u.fail_timeout,
                 defaults::FAIL_TIMEOUT,
+                Duration::ZERO..=DAY,
             )?,
         };
         if passive.fail_timeout.is_zero() && passive.max_fails > 0 {
@@ -159,10 +180,12 @@ fn check_backends(
 ) -> Result<(Vec<SocketAddr>, Vec<u32>), ConfigError> {
     let mut backends: Vec<SocketAddr> = Vec::with_capacity(list.len());
     let mut weights = Vec::with_capacity(list.len());
+    // Where each address was first listed: one look-up per backend, not a scan of the list.
+    let mut seen: HashMap<SocketAddr, usize> = HashMap::with_capacity(list.len());
     for (i, b) in list.iter().enumerate() {
         let addr =
             resolve_backend(&b.addr).map_err(|r| c.err(format!("{key}.backends[{i}]"), r))?;
-        if let Some(j) = backends.iter().position(|a| *a == addr) {
+        if let Some(j) = seen.insert(addr, i) {
             return Err(c.err(
                 format!("{key}.backends[{i}]"),
                 format!(
@@ -327,33 +350,30 @@ fn check_health(c: &Ctx<'_>, key: &str, h: &FileHealthCheck) -> Result<HealthChe
             ))
         }
     };
-    let interval = c.duration(
+    let interval = c.duration_in(
         &format!("{key}.interval"),
         &h.interval,
         defaults::HEALTH_CHECK_INTERVAL,
+        MS..=DAY,
     )?;
-    let timeout = c.duration(
+    let timeout = c.duration_in(
         &format!("{key}.timeout"),
         &h.timeout,
         defaults::HEALTH_CHECK_TIMEOUT,
+        MS..=HOUR,
     )?;
-    for (k, d) in [("interval", interval), ("timeout", timeout)] {
-        if d.is_zero() {
-            return Err(c.err(format!("{key}.{k}"), "must be greater than zero"));
-        }
-    }
-    let healthy_threshold = h.healthy_threshold.unwrap_or(defaults::HEALTHY_THRESHOLD);
-    let unhealthy_threshold = h
-        .unhealthy_threshold
-        .unwrap_or(defaults::UNHEALTHY_THRESHOLD);
-    for (k, n) in [
-        ("healthy_threshold", healthy_threshold),
-        ("unhealthy_threshold", unhealthy_threshold),
-    ] {
-        if n == 0 {
-            return Err(c.err(format!("{key}.{k}"), "must be at least 1"));
-        }
-    }
+    let healthy_threshold = c.count_in(
+        &format!("{key}.healthy_threshold"),
+        h.healthy_threshold,
+        defaults::HEALTHY_THRESHOLD,
+        1..=MAX_COUNT,
+    )?;
+    let unhealthy_threshold = c.count_in(
+        &format!("{key}.unhealthy_threshold"),
+        h.unhealthy_threshold,
+        defaults::UNHEALTHY_THRESHOLD,
+        1..=MAX_COUNT,
+    )?;
     Ok(HealthCheck {
         probe,
         interval,
@@ -377,6 +397,14 @@ fn resolve_backend(b: &str) -> Result<SocketAddr, String> {
     if port.is_none() || host.is_empty() {
         return Err(format!(
             "invalid backend {b:?}: expected host:port, e.g. 10.0.0.1:8080"
+        ));
+    }
+    if host.bytes().all(|c| c.is_ascii_digit() || c == b'.') || host.starts_with('[') {
+        // Not an IP address (that parsed above), and no host name either: refused here rather
+        // than handed to the resolver.
+        return Err(format!(
+            "invalid backend {b:?}: {host} is not an IP address; expected host:port, e.g. \
+             10.0.0.1:8080"
         ));
     }
     b.to_socket_addrs()
@@ -596,6 +624,18 @@ mod tests {
                 "upstreams.app.health_check.rise",
                 "unknown field `rise`",
                 "unknown health check key",
+            ),
+            (
+                r#"{ backends: ["10.0.0.256:80"] }"#,
+                "upstreams.app.backends[0]",
+                "10.0.0.256 is not an IP address",
+                "a bad dotted quad is refused without asking the resolver",
+            ),
+            (
+                r#"{ backends: ["[::g]:80"] }"#,
+                "upstreams.app.backends[0]",
+                "[::g] is not an IP address",
+                "a bad bracketed IPv6 address",
             ),
             (
                 r#"{ backends: ["127.0.0.1:1"], retries: 16 }"#,

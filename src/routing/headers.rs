@@ -9,6 +9,7 @@
 //! corrupt the message (RFC 9112 §6 message body length, RFC 9110 §7.6.1 `Connection`).
 
 use http::{HeaderMap, HeaderName, HeaderValue};
+use std::collections::HashSet;
 
 /// Which message an edit list applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,10 +76,13 @@ impl HeaderEdits {
         remove: &[String],
     ) -> Result<HeaderEdits, (String, String)> {
         let mut out = HeaderEdits::default();
+        // The names removed, set and added so far: one look-up each, however long the lists.
+        let (mut removed, mut set_names, mut added) =
+            (HashSet::new(), HashSet::new(), HashSet::new());
         for (i, name) in remove.iter().enumerate() {
             let key = format!("remove[{i}]");
             let n = edit_name(name, side).map_err(|r| (key.clone(), r))?;
-            if out.remove.contains(&n) {
+            if !removed.insert(n.clone()) {
                 return Err((key, format!("{name:?} is listed twice")));
             }
             out.remove.push(n);
@@ -86,10 +90,10 @@ impl HeaderEdits {
         for (name, value) in set {
             let key = format!("set.{name}");
             let n = edit_name(name, side).map_err(|r| (key.clone(), r))?;
-            if out.set.iter().any(|(s, _)| *s == n) {
+            if !set_names.insert(n.clone()) {
                 return Err((key, format!("{name:?} is set twice (names ignore case)")));
             }
-            if out.remove.contains(&n) {
+            if removed.contains(&n) {
                 return Err((key, format!("{name:?} is both removed and set")));
             }
             out.set
@@ -98,13 +102,13 @@ impl HeaderEdits {
         for (name, values) in add {
             let key = format!("add.{name}");
             let n = edit_name(name, side).map_err(|r| (key.clone(), r))?;
-            if out.remove.contains(&n) {
+            if removed.contains(&n) {
                 return Err((
                     key,
                     format!("{name:?} is both removed and added; use set to replace it"),
                 ));
             }
-            if out.add.iter().any(|(a, _)| *a == n) {
+            if !added.insert(n.clone()) {
                 return Err((
                     key,
                     format!("{name:?} is added twice (names ignore case); give a list of values"),

@@ -26,9 +26,10 @@ pub(crate) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// Reads a file for a TLS key; the error names the path.
+/// Reads a PEM file (a regular file of at most [`crate::files::PEM_MAX_BYTES`]); the error
+/// names the path.
 pub(crate) fn read(path: &Path) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+    crate::files::read_bounded(path, crate::files::PEM_MAX_BYTES).map_err(|e| e.to_string())
 }
 
 /// The PEM certificates in `pem` (at least one), in file order.

@@ -97,8 +97,9 @@ impl Capture {
     ) -> Capture {
         let wanted = |names: &[HeaderName], prefix: &str| {
             let mut out: Vec<Wanted> = Vec::with_capacity(names.len());
+            let mut seen = std::collections::HashSet::with_capacity(names.len());
             for n in names {
-                if !out.iter().any(|w| w.name == *n) {
+                if seen.insert(n) {
                     out.push(Wanted {
                         name: n.clone(),
                         key: format!("{prefix}{}", n.as_str()).into(),

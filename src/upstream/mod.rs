@@ -136,7 +136,9 @@ impl UpstreamPool {
     pub fn begin_attempt(&self, a: &mut Attempts, key: Option<&[u8]>) -> Result<usize, OutOfTime> {
         if let Some(total) = self.timeouts.total {
             match a.deadline {
-                None => a.deadline = Some(Instant::now() + total),
+                // The config bounds `timeout` (at most a day); checked all the same, so no
+                // value can make the clock overflow on a request.
+                None => a.deadline = Instant::now().checked_add(total),
                 Some(_) if a.out_of_time() => return Err(OutOfTime),
                 Some(_) => {}
             }

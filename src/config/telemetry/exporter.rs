@@ -2,7 +2,9 @@
 //! they are batched, with the standard `OTEL_*` variables (OTLP exporter spec, SDK
 //! configuration spec) overriding the file.
 
-use super::super::check::{env_err, first_env, key_err, parse_count, parse_ms, Ctx};
+use super::super::check::{
+    env_err, first_env, key_err, parse_count_in, parse_ms_in, Ctx, HOUR, MS,
+};
 use super::super::defaults;
 use super::super::file::FileTelemetry;
 use super::super::{ConfigError, Env};
@@ -119,14 +121,15 @@ pub(super) fn exporter(
         ExporterProtocol::Stdout | ExporterProtocol::None => String::new(),
     };
 
-    let mut timeout = c.duration(
+    let mut timeout = c.duration_in(
         "telemetry.exporter.timeout",
         &t.exporter.timeout,
         defaults::EXPORT_TIMEOUT,
+        MS..=HOUR,
     )?;
     for k in timeout_vars(protocol) {
         if let Some(v) = env.var(k) {
-            timeout = parse_ms(k, &v)?;
+            timeout = parse_ms_in(k, &v, MS..=HOUR)?;
             break;
         }
     }
@@ -140,6 +143,13 @@ pub(super) fn exporter(
 
 /// `telemetry.batch`: the span queue and export batches, with the `OTEL_BSP_*` variables
 /// overriding the file.
+/// The largest span queue (`telemetry.batch.max_queue_size`): about a million spans, a few
+/// hundred MiB at most, ~2 minutes of headroom at 4000 requests/s.
+const MAX_QUEUE_SIZE: usize = 1 << 20;
+/// The most spans in one export request (`telemetry.batch.max_export_batch_size`); OTLP
+/// receivers commonly refuse requests over 4 MiB, which 65,536 spans already exceed.
+const MAX_EXPORT_BATCH_SIZE: usize = 1 << 16;
+
 pub(super) fn batch(
     c: &Ctx<'_>,
     t: &FileTelemetry,
@@ -147,41 +157,46 @@ pub(super) fn batch(
 ) -> Result<PipelineSettings, ConfigError> {
     let b = &t.batch;
     let mut batch = PipelineSettings {
-        max_queue_size: b.max_queue_size.unwrap_or(defaults::MAX_QUEUE_SIZE),
-        max_export_batch_size: b
-            .max_export_batch_size
-            .unwrap_or(defaults::MAX_EXPORT_BATCH_SIZE),
-        scheduled_delay: c.duration(
+        max_queue_size: c.count_in(
+            "telemetry.batch.max_queue_size",
+            b.max_queue_size,
+            defaults::MAX_QUEUE_SIZE,
+            1..=MAX_QUEUE_SIZE,
+        )?,
+        max_export_batch_size: c.count_in(
+            "telemetry.batch.max_export_batch_size",
+            b.max_export_batch_size,
+            defaults::MAX_EXPORT_BATCH_SIZE,
+            1..=MAX_EXPORT_BATCH_SIZE,
+        )?,
+        scheduled_delay: c.duration_in(
             "telemetry.batch.scheduled_delay",
             &b.scheduled_delay,
             defaults::SCHEDULED_DELAY,
+            MS..=HOUR,
         )?,
-        export_timeout: c.duration(
+        export_timeout: c.duration_in(
             "telemetry.batch.export_timeout",
             &b.export_timeout,
             defaults::BATCH_EXPORT_TIMEOUT,
+            MS..=HOUR,
         )?,
     };
-    if batch.max_queue_size == 0 {
-        return Err(c.err("telemetry.batch.max_queue_size", "must be at least 1"));
-    }
-    if batch.max_export_batch_size == 0 {
-        return Err(c.err(
-            "telemetry.batch.max_export_batch_size",
-            "must be at least 1",
-        ));
-    }
     if let Some(v) = env.var("OTEL_BSP_MAX_QUEUE_SIZE") {
-        batch.max_queue_size = parse_count("OTEL_BSP_MAX_QUEUE_SIZE", &v)?;
+        batch.max_queue_size = parse_count_in("OTEL_BSP_MAX_QUEUE_SIZE", &v, 1..=MAX_QUEUE_SIZE)?;
     }
     if let Some(v) = env.var("OTEL_BSP_MAX_EXPORT_BATCH_SIZE") {
-        batch.max_export_batch_size = parse_count("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", &v)?;
+        batch.max_export_batch_size = parse_count_in(
+            "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+            &v,
+            1..=MAX_EXPORT_BATCH_SIZE,
+        )?;
     }
     if let Some(v) = env.var("OTEL_BSP_SCHEDULE_DELAY") {
-        batch.scheduled_delay = parse_ms("OTEL_BSP_SCHEDULE_DELAY", &v)?;
+        batch.scheduled_delay = parse_ms_in("OTEL_BSP_SCHEDULE_DELAY", &v, MS..=HOUR)?;
     }
     if let Some(v) = env.var("OTEL_BSP_EXPORT_TIMEOUT") {
-        batch.export_timeout = parse_ms("OTEL_BSP_EXPORT_TIMEOUT", &v)?;
+        batch.export_timeout = parse_ms_in("OTEL_BSP_EXPORT_TIMEOUT", &v, MS..=HOUR)?;
     }
     // The batch can never be larger than the queue (OpenTelemetry SDK spec, batching processor).
     batch.max_export_batch_size = batch.max_export_batch_size.min(batch.max_queue_size);
@@ -199,6 +214,8 @@ pub(super) fn resource_attributes(
     mut service_name: String,
 ) -> Result<(String, Vec<(String, String)>), ConfigError> {
     let mut attrs: Vec<(String, String)> = Vec::new();
+    // Where each key sits in `attrs`, so an override is one look-up.
+    let mut at: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     for (k, v) in t.resource.iter().flatten() {
         let key = format!("telemetry.resource.{k}");
         if k.trim().is_empty() {
@@ -210,6 +227,7 @@ pub(super) fn resource_attributes(
                 "service.name is not a resource key here: use telemetry.service_name",
             ));
         }
+        at.insert(k.trim().to_owned(), attrs.len());
         attrs.push((k.trim().to_owned(), v.clone()));
     }
     const VAR: &str = "OTEL_RESOURCE_ATTRIBUTES";
@@ -221,9 +239,12 @@ pub(super) fn resource_attributes(
                 }
                 continue;
             }
-            match attrs.iter_mut().find(|(a, _)| *a == k) {
-                Some(slot) => slot.1 = v,
-                None => attrs.push((k, v)),
+            match at.get(&k) {
+                Some(&i) => attrs[i].1 = v,
+                None => {
+                    at.insert(k.clone(), attrs.len());
+                    attrs.push((k, v));
+                }
             }
         }
     }

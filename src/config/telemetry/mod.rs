@@ -16,6 +16,7 @@ use crate::trace::export::settings::TelemetrySettings;
 use crate::trace::propagation::Propagators;
 use crate::trace::sampling::Sampler;
 use crate::trace::TraceOptions;
+use std::time::Duration;
 
 /// Checks `telemetry` and applies the environment's overrides.
 pub(super) fn check_telemetry(
@@ -81,7 +82,9 @@ fn options(
     let keep_slower_than = match &t.keep.slower_than {
         None => None,
         Some(v) => Some(
-            super::check::parse_duration(v).map_err(|e| c.err("telemetry.keep.slower_than", e))?,
+            super::check::parse_duration(v)
+                .and_then(|d| super::check::duration_in(d, &(Duration::ZERO..=super::check::DAY)))
+                .map_err(|e| c.err("telemetry.keep.slower_than", e))?,
         ),
     };
     let trust = c.trust("telemetry.trust_incoming", &t.trust_incoming, Trust::All)?;

@@ -46,8 +46,10 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// Reads a PEM file: a regular file of at most [`crate::files::PEM_MAX_BYTES`].
 fn read(which: TlsFile, path: &Path) -> Result<Vec<u8>, (TlsFile, String)> {
-    std::fs::read(path).map_err(|e| (which, format!("cannot read {}: {e}", path.display())))
+    crate::files::read_bounded(path, crate::files::PEM_MAX_BYTES)
+        .map_err(|e| (which, e.to_string()))
 }
 
 fn certificates(

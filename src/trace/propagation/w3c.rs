@@ -141,8 +141,13 @@ pub fn format_traceparent(trace_id: &TraceId, span_id: &SpanId, flags: u8) -> [u
     out
 }
 
-/// The maximum number of list members in `tracestate` (§3.3.1.1).
+/// The maximum number of list members in `tracestate` (§3.3.2, tracestate Header Field Values).
 pub const TRACESTATE_MAX_MEMBERS: usize = 32;
+
+/// The longest `tracestate` key and value: `key = (lcalpha / DIGIT) 0*255(keychar)` and
+/// `value = 0*255(chr) nblk-chr` (§3.3.2.2.1 Key, §3.3.2.2.2 Value).
+const TRACESTATE_MAX_KEY: usize = 256;
+const TRACESTATE_MAX_VALUE: usize = 256;
 
 /// A validated `tracestate` value, ready to forward.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -155,79 +160,139 @@ impl TraceState {
     }
 }
 
-/// Combines and validates the `tracestate` header lines of one request.
-///
-/// Multiple header lines are combined as one comma-separated list (§3.3.1). Members that do not
-/// match the grammar of §3.3.1.3 are dropped, as are keys seen earlier in the list (§3.3.1.1:
-/// keys are unique; the first, leftmost, occurrence is the most recent). At most 32 members are
-/// kept (§3.3.1.1). When nothing had to change the value is forwarded byte for byte (modulo the
-/// joining of lines), as a forwarder must not alter it needlessly (§3.3.1).
-/// Returns `None` when no valid member is left.
+/// Why a `tracestate` header was discarded as a whole. The spec lets a vendor either drop invalid
+/// members or discard the entire header (§5.1.2, "If the `tracestate` header cannot be parsed
+/// the vendor MAY discard the entire header"); the W3C conformance suite (`test/test.py`,
+/// strict level 2) expects the header discarded, so one bad member invalidates it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TraceStateError {
+    /// A non-empty list member without `=`.
+    MissingEquals,
+    /// A key outside the grammar of §3.3.2.2.1: empty, longer than 256 characters, not
+    /// starting with a lowercase letter or digit, or holding another character than
+    /// `a-z 0-9 _ - * / @`.
+    InvalidKey,
+    /// A value outside the grammar of §3.3.2.2.2: empty, longer than 256 characters, ending
+    /// in a space, or holding a character outside 0x20..=0x7E, or `,` or `=`.
+    InvalidValue,
+    /// More than 32 list members with distinct keys (§3.3.2).
+    TooManyMembers,
+}
+
+impl fmt::Display for TraceStateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::MissingEquals => "list member without '='",
+            Self::InvalidKey => "invalid key",
+            Self::InvalidValue => "invalid value",
+            Self::TooManyMembers => "more than 32 list members",
+        })
+    }
+}
+
+/// Combines and validates the `tracestate` header lines of one request; `None` when the header
+/// is absent, empty or invalid (see [`check_tracestate`]).
 pub fn parse_tracestate<'a, I>(lines: I) -> Option<TraceState>
 where
     I: IntoIterator<Item = &'a [u8]>,
 {
-    let joined = join_lines(lines);
-    let mut kept: Vec<&[u8]> = Vec::new();
-    let mut changed = false;
-    for member in joined.split(|&b| b == b',') {
-        let m = trim_ows(member);
-        if m.is_empty() {
-            // Empty list members are allowed and carry nothing (§3.3.1.1).
+    check_tracestate(lines).ok().flatten()
+}
+
+/// Combines and validates the `tracestate` header lines of one request.
+///
+/// Multiple header lines are one comma-separated list (§3.3.2, RFC 9110 §5.3). Empty list
+/// members and optional white space around members are allowed (§3.3.2). Every other member
+/// must be `key "=" value` (§3.3.2.2); one that is not invalidates the whole header, which is
+/// then discarded (`Err`), as are more than 32 members (§3.3.2). A member whose key was seen
+/// earlier in the list is dropped (§3.3.3: a key appears once, the leftmost being the most
+/// recent; §3.5: vendors MAY discard duplicate keys) and does not count towards the 32. When
+/// nothing was dropped the value is forwarded as received, the lines joined with `,` (empty
+/// lines and the white space around the whole value left out): tracegate adds no member of its
+/// own, and the order of the members is kept (§3.5). `Ok(None)` when there is no member at all.
+///
+/// One pass over the bytes; each member is compared with at most 32 kept keys.
+///
+/// ```
+/// use tracegate::trace::propagation::w3c::{check_tracestate, TraceStateError};
+///
+/// let ts = check_tracestate([&b"rojo=1"[..], b"congo=2"]).unwrap().unwrap();
+/// assert_eq!(ts.as_str(), "rojo=1,congo=2");
+/// assert_eq!(check_tracestate([&b"rojo=1,congo="[..]]), Err(TraceStateError::InvalidValue));
+/// ```
+pub fn check_tracestate<'a, I>(lines: I) -> Result<Option<TraceState>, TraceStateError>
+where
+    I: IntoIterator<Item = &'a [u8]>,
+{
+    // Kept members and the length of their keys; at most 32, so no allocation.
+    let mut kept: [(&[u8], usize); TRACESTATE_MAX_MEMBERS] = [(&[], 0); TRACESTATE_MAX_MEMBERS];
+    let mut n = 0;
+    let mut dropped = false;
+    // The lines joined with `,`: the value to forward when nothing is dropped.
+    let mut joined: Vec<u8> = Vec::new();
+    for line in lines {
+        let line = trim_ows(line);
+        if line.is_empty() {
             continue;
         }
-        let Some(eq) = m.iter().position(|&b| b == b'=') else {
-            changed = true;
-            continue;
-        };
-        let (key, value) = (&m[..eq], &m[eq + 1..]);
-        if !valid_key(key) || !valid_value(value) {
-            changed = true;
-            continue;
+        if !joined.is_empty() {
+            joined.push(b',');
         }
-        if kept.iter().any(|k| key_of(k) == key) {
-            changed = true;
-            continue;
+        joined.extend_from_slice(line);
+        for member in line.split(|&b| b == b',') {
+            let m = trim_ows(member);
+            if m.is_empty() {
+                continue;
+            }
+            let eq = m
+                .iter()
+                .position(|&b| b == b'=')
+                .ok_or(TraceStateError::MissingEquals)?;
+            let (key, value) = (&m[..eq], &m[eq + 1..]);
+            if !valid_key(key) {
+                return Err(TraceStateError::InvalidKey);
+            }
+            if !valid_value(value) {
+                return Err(TraceStateError::InvalidValue);
+            }
+            if kept[..n].iter().any(|&(k, kl)| &k[..kl] == key) {
+                dropped = true;
+                continue;
+            }
+            if n == TRACESTATE_MAX_MEMBERS {
+                return Err(TraceStateError::TooManyMembers);
+            }
+            kept[n] = (m, key.len());
+            n += 1;
         }
-        if kept.len() == TRACESTATE_MAX_MEMBERS {
-            changed = true;
-            break;
-        }
-        kept.push(m);
     }
-    if kept.is_empty() {
-        return None;
+    if n == 0 {
+        return Ok(None);
     }
-    if !changed {
-        if let Ok(s) = std::str::from_utf8(&joined) {
-            return Some(TraceState(s.to_owned()));
-        }
+    if !dropped {
+        // Validated members are printable ASCII, and so is the OWS between them.
+        return Ok(String::from_utf8(joined).ok().map(TraceState));
     }
     let mut out = String::with_capacity(joined.len());
-    for (i, m) in kept.iter().enumerate() {
+    for (i, (m, _)) in kept[..n].iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
-        // Validated bytes are printable ASCII.
         out.push_str(std::str::from_utf8(m).unwrap_or_default());
     }
-    Some(TraceState(out))
-}
-
-fn key_of(member: &[u8]) -> &[u8] {
-    let eq = member
-        .iter()
-        .position(|&b| b == b'=')
-        .unwrap_or(member.len());
-    &member[..eq]
+    Ok(Some(TraceState(out)))
 }
 
 /// Joins the lines of a list-valued header with `,`, as one field value (RFC 9110 §5.3: a
 /// recipient may combine field lines of the same name that way).
 pub(crate) fn join_lines<'a>(lines: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
     let mut joined: Vec<u8> = Vec::new();
-    for (i, line) in lines.into_iter().enumerate() {
-        if i > 0 {
+    for line in lines {
+        let line = trim_ows(line);
+        if line.is_empty() {
+            continue;
+        }
+        if !joined.is_empty() {
             joined.push(b',');
         }
         joined.extend_from_slice(line);
@@ -248,42 +313,34 @@ pub(crate) fn trim_ows(b: &[u8]) -> &[u8] {
     &b[start..end.max(start)]
 }
 
-/// §3.3.1.3.1: `simple-key = lcalpha 0*255( lcalpha / DIGIT / "_" / "-"/ "*" / "/" )`;
-/// `multi-tenant-key = tenant-id "@" system-id`, tenant-id starting with lcalpha or DIGIT
-/// (up to 241 chars), system-id starting with lcalpha (up to 14 chars).
+/// §3.3.2.2.1 (Level 2): `key = (lcalpha / DIGIT) 0*255(keychar)`, `keychar = lcalpha / DIGIT /
+/// "_" / "-" / "*" / "/" / "@"`. Level 1's `tenant@system` split (241 + 14 characters) is gone:
+/// `@` may appear anywhere but first, any number of times (`foo@`, `foo@@bar`, `a@b@c`), as the
+/// W3C conformance suite checks.
 fn valid_key(key: &[u8]) -> bool {
-    fn body(c: u8) -> bool {
-        c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'_' | b'-' | b'*' | b'/')
+    fn keychar(c: u8) -> bool {
+        c.is_ascii_lowercase()
+            || c.is_ascii_digit()
+            || matches!(c, b'_' | b'-' | b'*' | b'/' | b'@')
     }
-    match key.iter().position(|&c| c == b'@') {
-        None => {
-            !key.is_empty()
-                && key.len() <= 256
-                && key[0].is_ascii_lowercase()
-                && key[1..].iter().all(|&c| body(c))
+    match key.split_first() {
+        Some((&first, rest)) => {
+            key.len() <= TRACESTATE_MAX_KEY
+                && (first.is_ascii_lowercase() || first.is_ascii_digit())
+                && rest.iter().all(|&c| keychar(c))
         }
-        Some(at) => {
-            let (tenant, system) = (&key[..at], &key[at + 1..]);
-            !tenant.is_empty()
-                && tenant.len() <= 241
-                && (tenant[0].is_ascii_lowercase() || tenant[0].is_ascii_digit())
-                && tenant[1..].iter().all(|&c| body(c))
-                && !system.is_empty()
-                && system.len() <= 14
-                && system[0].is_ascii_lowercase()
-                && system[1..].iter().all(|&c| body(c))
-        }
+        None => false,
     }
 }
 
-/// §3.3.1.3.2: `value = 0*255(chr) nblk-chr`; `nblk-chr = %x21-2B / %x2D-3C / %x3E-7E`;
+/// §3.3.2.2.2: `value = 0*255(chr) nblk-chr`; `nblk-chr = %x21-2B / %x2D-3C / %x3E-7E`;
 /// `chr = %x20 / nblk-chr` (no `,` or `=`, no trailing space).
 fn valid_value(value: &[u8]) -> bool {
     fn nblk(c: u8) -> bool {
         matches!(c, 0x21..=0x2B | 0x2D..=0x3C | 0x3E..=0x7E)
     }
     !value.is_empty()
-        && value.len() <= 256
+        && value.len() <= TRACESTATE_MAX_VALUE
         && nblk(value[value.len() - 1])
         && value.iter().all(|&c| c == 0x20 || nblk(c))
 }
@@ -458,89 +515,307 @@ mod tests {
         assert!(parse_traceparent_lines([a.as_bytes()]).unwrap().is_some());
     }
 
+    /// Section numbers are those of W3C Trace Context Level 2; "suite" names the test of the
+    /// W3C conformance suite (`test/test.py`, strict level 2) the row comes from.
     #[test]
     fn tracestate_table() {
-        let too_many: Vec<String> = (0..40).map(|i| format!("k{i}=v{i}")).collect();
-        let first_32 = too_many[..32].join(",");
-        let too_many = too_many.join(",");
-        let cases: &[(&[&str], Option<&str>, &str)] = &[
+        use TraceStateError::*;
+        let bars = |from: usize, to: usize| -> String {
+            (from..=to)
+                .map(|i| format!("bar{i:02}={i:02}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let (b1, b2, b3, b4) = (bars(1, 10), bars(11, 20), bars(21, 30), bars(31, 32));
+        let b4_33 = bars(31, 33);
+        let all_32 = bars(1, 32);
+        let all_32_dup = format!("{all_32},bar07=77");
+        let key_256 = format!("{}=1", "z".repeat(256));
+        let key_257 = format!("{}=1", "z".repeat(257));
+        let key_241_14 = format!("{}@{}=1", "t".repeat(241), "v".repeat(14));
+        let key_242_1 = format!("{}@v=1", "t".repeat(242));
+        let key_1_15 = format!("t@{}=1", "v".repeat(15));
+        let value_256 = format!("foo={}", "x".repeat(256));
+        let value_257 = format!("foo={}", "x".repeat(257));
+        let lc_key = "abcdefghijklmnopqrstuvwxyz0123456789_-*/";
+        let every_value_char: String = (0x20u8..=0x7e)
+            .filter(|&c| c != b',' && c != b'=')
+            .map(char::from)
+            .collect();
+        let all_chars = format!("{lc_key}={every_value_char}");
+        let all_chars_at = format!("{lc_key}@a-z0-9_-*/={every_value_char}");
+        let want_0 = format!("foo=1,{key_256}");
+        let want_1 = format!("foo=1,{key_241_14}");
+        let want_2 = format!("foo=1,{key_242_1}");
+        let want_3 = format!("foo=1,{key_1_15}");
+        let want_4 = format!("{b1},{b2},{b3},{b4}");
+        type Row<'a> = (
+            Vec<&'a str>,
+            Result<Option<&'a str>, TraceStateError>,
+            &'a str,
+        );
+        let cases: Vec<Row> = vec![
+            // Valid headers: forwarded as received.
             (
-                &["congo=t61rcWkgMzE"],
-                Some("congo=t61rcWkgMzE"),
-                "§3.3 single member kept as is",
+                vec!["congo=t61rcWkgMzE"],
+                Ok(Some("congo=t61rcWkgMzE")),
+                "§3.3.4 single member",
             ),
             (
-                &["rojo=00f067aa0ba902b7,congo=t61rcWkgMzE"],
-                Some("rojo=00f067aa0ba902b7,congo=t61rcWkgMzE"),
-                "two members, unchanged",
+                vec!["rojo=00f067aa0ba902b7,congo=t61rcWkgMzE"],
+                Ok(Some("rojo=00f067aa0ba902b7,congo=t61rcWkgMzE")),
+                "§3.3.4 two members",
             ),
             (
-                &["rojo=1, congo=2"],
-                Some("rojo=1, congo=2"),
-                "§3.3.1.1 OWS around members kept when nothing changes",
+                vec!["foo=1 \t , \t bar=2, \t baz=3"],
+                Ok(Some("foo=1 \t , \t bar=2, \t baz=3")),
+                "§3.3.2 OWS around members (suite: test_tracestate_ows_handling)",
             ),
             (
-                &["rojo=1", "congo=2"],
-                Some("rojo=1,congo=2"),
-                "§3.3.1 multiple header lines are combined",
+                vec!["\t foo=1 \t"],
+                Ok(Some("foo=1")),
+                "§3.3.2 OWS around the whole value is not part of it (suite: ows_handling)",
             ),
             (
-                &["rojo=1,,congo=2"],
-                Some("rojo=1,,congo=2"),
-                "§3.3.1.1 empty members are allowed",
+                vec!["foo=1,bar=2", "rojo=1,congo=2", "baz=3"],
+                Ok(Some("foo=1,bar=2,rojo=1,congo=2,baz=3")),
+                "§3.3.2 header lines are combined in order (suite: multiple_headers_different_keys)",
             ),
             (
-                &["fw529a3039@dt=abc"],
-                Some("fw529a3039@dt=abc"),
-                "§3.3.1.3.1 multi-tenant key",
+                vec!["rojo=1,,congo=2"],
+                Ok(Some("rojo=1,,congo=2")),
+                "§3.3.2 empty list members are allowed",
             ),
             (
-                &["Rojo=1,congo=2"],
-                Some("congo=2"),
-                "§3.3.1.3.1 uppercase key dropped",
+                vec!["rojo=1, ,congo=2,"],
+                Ok(Some("rojo=1, ,congo=2,")),
+                "§3.3.2 whitespace-only and trailing empty members are allowed",
+            ),
+            (vec![""], Ok(None), "§3.3.2 an empty header is accepted and carries nothing (suite: empty_header)"),
+            (vec![" \t ", ","], Ok(None), "§3.3.2 only empty members: nothing to forward"),
+            (
+                vec!["foo=1", ""],
+                Ok(Some("foo=1")),
+                "§3.3.2 an empty line after a member (suite: empty_header)",
             ),
             (
-                &["rojo=1,congo"],
-                Some("rojo=1"),
-                "member without '=' dropped",
+                vec!["", "foo=1"],
+                Ok(Some("foo=1")),
+                "§3.3.2 an empty line before a member (suite: empty_header)",
             ),
             (
-                &["rojo=a=b,congo=2"],
-                Some("congo=2"),
-                "§3.3.1.3.2 '=' not allowed in value",
+                vec![all_chars.as_str()],
+                Ok(Some(all_chars.as_str())),
+                "§3.3.2.2 every allowed key and value character (suite: all_allowed_characters)",
             ),
             (
-                &["rojo=trailing ,congo=2"],
-                Some("rojo=trailing ,congo=2"),
-                "§3.3.1.1 OWS before ',' is list syntax: unchanged",
+                vec![all_chars_at.as_str()],
+                Ok(Some(all_chars_at.as_str())),
+                "§3.3.2.2.1 the same with '@' and more after it (suite: all_allowed_characters)",
             ),
             (
-                &["rojo=1,rojo=2"],
-                Some("rojo=1"),
-                "§3.3.1.1 duplicate key: the leftmost wins",
+                vec!["fw529a3039@dt=abc"],
+                Ok(Some("fw529a3039@dt=abc")),
+                "§3.3.2.2.1 tenant@system key",
             ),
             (
-                &["1abc=x"],
-                None,
-                "§3.3.1.3.1 simple key must start with a lowercase letter",
+                vec!["foo@=1,bar=2"],
+                Ok(Some("foo@=1,bar=2")),
+                "§3.3.2.2.1 '@' may end a key (suite: key_illegal_vendor_format)",
             ),
             (
-                &["a@1sys=x"],
-                None,
-                "§3.3.1.3.1 system-id must start with a lowercase letter",
+                vec!["foo@@bar=1,bar=2"],
+                Ok(Some("foo@@bar=1,bar=2")),
+                "§3.3.2.2.1 '@' twice in a row (suite: key_illegal_vendor_format)",
             ),
-            (&["rojo="], None, "§3.3.1.3.2 empty value"),
-            (&[""], None, "nothing valid"),
             (
-                &[too_many.as_str()],
-                Some(first_32.as_str()),
-                "§3.3.1.1 at most 32 members",
+                vec!["foo@bar@baz=1,bar=2"],
+                Ok(Some("foo@bar@baz=1,bar=2")),
+                "§3.3.2.2.1 '@' twice (suite: key_illegal_vendor_format)",
+            ),
+            (
+                vec!["1abc=x", "a@1sys=y"],
+                Ok(Some("1abc=x,a@1sys=y")),
+                "§3.3.2.2.1 a key may start with a digit, and so may what follows '@'",
+            ),
+            (
+                vec!["foo=1", key_256.as_str()],
+                Ok(Some(want_0.as_str())),
+                "§3.3.2.2.1 a key of 256 characters (suite: key_length_limit)",
+            ),
+            (
+                vec!["foo=1", key_241_14.as_str()],
+                Ok(Some(want_1.as_str())),
+                "§3.3.2.2.1 241 + '@' + 14 characters (suite: key_length_limit)",
+            ),
+            (
+                vec!["foo=1", key_242_1.as_str()],
+                Ok(Some(want_2.as_str())),
+                "§3.3.2.2.1 Level 2 has no 241-character tenant limit (suite: key_length_limit)",
+            ),
+            (
+                vec!["foo=1", key_1_15.as_str()],
+                Ok(Some(want_3.as_str())),
+                "§3.3.2.2.1 Level 2 has no 14-character system limit (suite: key_length_limit)",
+            ),
+            (
+                vec![value_256.as_str()],
+                Ok(Some(value_256.as_str())),
+                "§3.3.2.2.2 a value of 256 characters",
+            ),
+            (
+                vec!["foo= 1"],
+                Ok(Some("foo= 1")),
+                "§3.3.2.2.2 leading spaces are part of the value",
+            ),
+            (
+                vec!["foo=a b"],
+                Ok(Some("foo=a b")),
+                "§3.3.2.2.2 a space inside the value",
+            ),
+            (
+                vec![&b1, &b2, &b3, &b4],
+                Ok(Some(want_4.as_str())),
+                "§3.3.2 exactly 32 members over 4 lines (suite: member_count_limit)",
+            ),
+            // Duplicate keys: the header is kept, later duplicates are dropped.
+            (
+                vec!["foo=1,foo=1"],
+                Ok(Some("foo=1")),
+                "§3.5 a duplicate key is dropped (suite: duplicated_keys)",
+            ),
+            (
+                vec!["foo=1,foo=2"],
+                Ok(Some("foo=1")),
+                "§3.3.3 the leftmost is the most recent (suite: duplicated_keys)",
+            ),
+            (
+                vec!["foo=1", "foo=2"],
+                Ok(Some("foo=1")),
+                "§3.3.3 duplicates across lines (suite: duplicated_keys)",
+            ),
+            (
+                vec!["rojo=1 , congo=2,rojo=3"],
+                Ok(Some("rojo=1,congo=2")),
+                "§3.3.3 rewritten when a member is dropped: OWS is not kept",
+            ),
+            (
+                vec![all_32_dup.as_str()],
+                Ok(Some(all_32.as_str())),
+                "§3.3.2 33 members of which one repeats a key: 32 distinct are kept",
+            ),
+            // Invalid headers: discarded whole (§5.1.2 step 3).
+            (
+                vec![&b1, &b2, &b3, &b4_33],
+                Err(TooManyMembers),
+                "§3.3.2 33 members discard the header (suite: member_count_limit)",
+            ),
+            (
+                vec!["foo=1", key_257.as_str()],
+                Err(InvalidKey),
+                "§3.3.2.2.1 a key of 257 characters (suite: key_length_limit)",
+            ),
+            (
+                vec!["@foo=1,bar=2"],
+                Err(InvalidKey),
+                "§3.3.2.2.1 a key starts with a letter or digit, not '@' (suite: key_illegal_vendor_format)",
+            ),
+            (
+                vec!["foo =1"],
+                Err(InvalidKey),
+                "§3.3.2.2.1 space inside the member before '=' (suite: key_illegal_characters)",
+            ),
+            (
+                vec!["FOO=1"],
+                Err(InvalidKey),
+                "§3.3.2.2.1 uppercase key (suite: key_illegal_characters)",
+            ),
+            (
+                vec!["foo.bar=1"],
+                Err(InvalidKey),
+                "§3.3.2.2.1 '.' in a key (suite: key_illegal_characters)",
+            ),
+            (
+                vec!["congo=2,Rojo=1"],
+                Err(InvalidKey),
+                "§5.1.2 one invalid member discards the valid ones too",
+            ),
+            (vec!["=1"], Err(InvalidKey), "§3.3.2.2.1 empty key"),
+            (
+                vec!["foo=bar=baz"],
+                Err(InvalidValue),
+                "§3.3.2.2.2 '=' in a value (suite: value_illegal_characters)",
+            ),
+            (
+                vec!["foo=,bar=3"],
+                Err(InvalidValue),
+                "§3.3.2.2.2 empty value (suite: value_illegal_characters)",
+            ),
+            (
+                vec![value_257.as_str()],
+                Err(InvalidValue),
+                "§3.3.2.2.2 a value of 257 characters",
+            ),
+            (
+                vec!["foo=a\tb"],
+                Err(InvalidValue),
+                "§3.3.2.2.2 a tab inside a value",
+            ),
+            (
+                vec!["foo=\u{e9}"],
+                Err(InvalidValue),
+                "§3.3.2.2.2 a non-ASCII value",
+            ),
+            (
+                vec!["foo=a\u{7f}"],
+                Err(InvalidValue),
+                "§3.3.2.2.2 DEL is outside 0x20..=0x7E",
+            ),
+            (
+                vec!["rojo=1,congo"],
+                Err(MissingEquals),
+                "§3.3.2.2 a member without '='",
+            ),
+            (
+                vec!["rojo=1", "congo"],
+                Err(MissingEquals),
+                "§3.3.2 an invalid member on a later line discards the earlier lines too",
             ),
         ];
-        for (lines, want, why) in cases {
-            let got = parse_tracestate(lines.iter().map(|l| l.as_bytes()));
-            assert_eq!(got.as_ref().map(|t| t.as_str()), *want, "{why}: {lines:?}");
+        for (lines, want, why) in &cases {
+            let got = check_tracestate(lines.iter().map(|l| l.as_bytes()));
+            let got = got
+                .as_ref()
+                .map(|t| t.as_ref().map(TraceState::as_str))
+                .map_err(|e| *e);
+            assert_eq!(got, *want, "{why}: {lines:?}");
+            assert_eq!(
+                parse_tracestate(lines.iter().map(|l| l.as_bytes())).is_some(),
+                matches!(want, Ok(Some(_))),
+                "{why}: parse_tracestate agrees"
+            );
         }
+    }
+
+    #[test]
+    fn tracestate_parsing_is_linear() {
+        // 200,000 members: quadratic work (each member against every earlier one) would take
+        // minutes; one pass with at most 32 comparisons each takes milliseconds.
+        let dups = "k=1,".repeat(200_000);
+        assert_eq!(
+            check_tracestate([dups.as_bytes()])
+                .unwrap()
+                .unwrap()
+                .as_str(),
+            "k=1"
+        );
+        let many: String = (0..200_000).map(|i| format!("k{i}=1,")).collect();
+        assert_eq!(
+            check_tracestate([many.as_bytes()]),
+            Err(TraceStateError::TooManyMembers)
+        );
+        let lines: Vec<&[u8]> = std::iter::repeat_n(&b"a=1"[..], 200_000).collect();
+        assert_eq!(check_tracestate(lines).unwrap().unwrap().as_str(), "a=1");
     }
 
     #[test]
