@@ -33,6 +33,7 @@ pub mod filter;
 pub mod forwarded;
 pub mod headers;
 pub mod matching;
+pub mod path;
 pub mod redirect;
 pub mod rewrite;
 
