@@ -31,6 +31,18 @@ pub struct FileServer {
     pub watch_config: Option<bool>,
     pub watch_interval: Option<String>,
     pub upgrade_sock: Option<String>,
+    #[serde(default)]
+    pub path: FilePath,
+}
+
+/// `server.path`: how request paths are normalised before routing.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilePath {
+    pub normalize: Option<bool>,
+    pub merge_slashes: Option<bool>,
+    /// Names of refusable encodings to let through (`slash`, `backslash`, ...).
+    pub allow_encoded: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -132,6 +144,8 @@ pub struct FileRoute {
     pub respond: Option<FileRespond>,
     pub redirect: Option<FileRedirect>,
     pub sample_ratio: Option<f64>,
+    /// Replaces `server.path.allow_encoded` for this route.
+    pub allow_encoded: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -17,6 +17,7 @@ pub mod file;
 mod forwarded;
 mod listeners;
 pub mod model;
+mod path;
 mod routes;
 mod server;
 mod telemetry;
