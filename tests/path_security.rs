@@ -347,3 +347,41 @@ fn hosts_with_bad_a_labels_are_refused() {
         assert_eq!(r.status, status, "{why}: {host} {}", r.body_str());
     }
 }
+
+/// HTTP/2 requests (here h2c) carry their authority in the URI: the normalised path replaces
+/// the path only, and the request still reaches the backend.
+#[test]
+fn http2_paths_are_normalised_too() {
+    let backend = LenientBackend::start();
+    let yaml = config(&backend, "{}", None).replacen(
+        r#"listen: ["127.0.0.1:0"]"#,
+        r#"listen: [{ addr: "127.0.0.1:0", http2: true }]"#,
+        1,
+    );
+    let proxy = Proxy::start(&yaml);
+    // (path, status, what the backend receives, reason)
+    let cases = [
+        ("/x/../admin", 403, None, "the guard sees /admin"),
+        ("/%2e%2e/%61dmin", 403, None, "decoded, then resolved"),
+        (
+            "/a/./b//c?q=%2F..",
+            200,
+            Some("/a/b/c?q=%2F.."),
+            "normalised, query kept",
+        ),
+        ("/..;/admin", 400, None, "refused"),
+    ];
+    for (path, status, want, why) in cases {
+        let r = common::edge::h2c_request(&proxy.addr(), path)
+            .unwrap_or_else(|e| panic!("{why}: h2c {path}: {e}\n{}", proxy.logs()));
+        assert_eq!(r.version, hyper::Version::HTTP_2, "{why}");
+        assert_eq!(r.status, status, "{why}: {path}");
+        if let Some(w) = want {
+            assert_eq!(
+                backend.served().last().map(|s| s.raw.as_str()),
+                Some(w),
+                "{why}"
+            );
+        }
+    }
+}

@@ -333,7 +333,7 @@ fn percent_at(b: &[u8], i: usize) -> Result<(u8, bool), PathRefusal> {
     match (b.get(i + 1), b.get(i + 2)) {
         (Some(&h), Some(&l)) => match (hex_value(h), hex_value(l)) {
             (Some(hv), Some(lv)) => Ok((
-                hv << 4 | lv,
+                (hv << 4) | lv,
                 !h.is_ascii_lowercase() && !l.is_ascii_lowercase(),
             )),
             _ => Err(PathRefusal::BadPercent),
