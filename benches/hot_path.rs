@@ -1,5 +1,5 @@
-//! Benchmarks of the per-request hot path: W3C header parsing and formatting, routing, the
-//! request-thread side of tracing, and the span conversion done on the exporter thread.
+//! Benchmarks of the per-request hot path: W3C header parsing and formatting, routing, path
+//! normalisation, the request-thread side of tracing, and the span conversion done on the exporter thread.
 //!
 //! Run with `cargo bench --bench hot_path` (append `-- --quick` for a shorter run, or a filter
 //! such as `-- trace/` to run one group).
@@ -13,8 +13,9 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
+use tracegate::routing::path::normalize;
 use tracegate::routing::{
-    Conditions, HostMatch, PathMatch, RequestHead, Route, RouteAction, Router, Scheme,
+    Conditions, HostMatch, PathMatch, PathPolicy, RequestHead, Route, RouteAction, Router, Scheme,
 };
 use tracegate::trace::export::otlp::OtlpEncoder;
 use tracegate::trace::export::pipeline::PipelineStats;
@@ -187,6 +188,33 @@ fn routing(c: &mut Criterion) {
         assert_eq!(router.route(&head).map(|r| &*r.name), want, "{case}");
         g.bench_with_input(BenchmarkId::new("route", case), &head, |b, head| {
             b.iter(|| router.route(black_box(head)))
+        });
+    }
+    g.finish();
+}
+
+/// Path normalisation, once per request on the request thread before routing (the default
+/// `server.path`): a typical 30-byte path already in normal form (returned borrowed, the common
+/// case), one with a `%20` kept as it is, one that is rewritten (encoded unreserved characters,
+/// dot segments, a double slash), and one that is refused.
+fn path(c: &mut Criterion) {
+    let policy = PathPolicy::default();
+    let cases = [
+        ("borrowed", "/api/v2/users/12345/orders/678", true),
+        ("borrowed_encoded", "/files/annual%20report%202024", true),
+        ("rewriting", "/api/v2/./users/%31%32345//x/../orders", false),
+        ("refused", "/api/v2/users/..;/admin/orders/67", false),
+    ];
+    let mut g = c.benchmark_group("path");
+    for (case, input, borrowed) in cases {
+        let out = normalize(input, &policy);
+        assert_eq!(
+            matches!(out, Ok(std::borrow::Cow::Borrowed(_))),
+            borrowed,
+            "{case}: {out:?}"
+        );
+        g.bench_with_input(BenchmarkId::new("normalize", case), input, |b, input| {
+            b.iter(|| normalize(black_box(input), black_box(&policy)))
         });
     }
     g.finish();
@@ -524,6 +552,6 @@ fn export_batch(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = config();
-    targets = w3c, routing, request_lifecycle, into_span_data, export_batch
+    targets = w3c, routing, path, request_lifecycle, into_span_data, export_batch
 }
 criterion_main!(benches);

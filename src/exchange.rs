@@ -147,7 +147,8 @@ impl std::fmt::Debug for Failure<'_> {
 pub struct Exchange<'a> {
     pub downstream: &'a Downstream,
     pub method: &'a http::Method,
-    /// The path as received, without the query.
+    /// The request path without the query, as routed: normalised (`server.path`), or as
+    /// received when it was refused.
     pub path: &'a str,
     /// The matched route's name (`http.route`).
     pub route: Option<&'a str>,

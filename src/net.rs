@@ -58,6 +58,17 @@ pub fn is_host_label(l: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// False when a label of `h` is an IDNA A-label (`xn--`, in any case) that is not valid: its
+/// Punycode (RFC 3492) does not decode, or what it decodes to is not a valid label (UTS #46
+/// processing, what browsers apply; RFC 5891 §5.4). Such a name has no Unicode form, so two
+/// parties cannot agree on what it names. Other labels are not looked at, and a name without
+/// `xn--` labels costs one scan.
+pub fn a_labels_are_valid(h: &str) -> bool {
+    h.split('.')
+        .filter(|l| l.len() >= 4 && l.as_bytes()[..4].eq_ignore_ascii_case(b"xn--"))
+        .all(|l| idna::domain_to_ascii_cow(l.as_bytes(), idna::AsciiDenyList::EMPTY).is_ok())
+}
+
 /// An IP network: an address and a prefix length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cidr {
@@ -214,6 +225,40 @@ mod tests {
             assert_eq!(is_host(h), ok, "{why}");
         }
         assert!(!is_host(&"a".repeat(254)), "longer than a DNS name");
+    }
+
+    #[test]
+    fn a_labels_table() {
+        // (host, valid, reason)
+        let cases = [
+            ("example.com", true, "no A-label"),
+            ("xn--bcher-kva.example", true, "b\u{fc}cher, RFC 3492 style"),
+            (
+                "XN--BCHER-KVA.example",
+                true,
+                "the prefix and Punycode in any case",
+            ),
+            ("www.xn--nxasmq6b.com.", true, "Greek, with a trailing dot"),
+            ("xn--.example", false, "nothing after the prefix"),
+            (
+                "xn--bcher-kva9.example",
+                false,
+                "a digit that decodes past the last code point",
+            ),
+            (
+                "xn--abc-.example",
+                false,
+                "decodes to ASCII only, which needs no A-label",
+            ),
+            ("xn--99999999999a.example", false, "Punycode that overflows"),
+            ("xn--a-b_c.example", false, "'_' is not a Punycode digit"),
+            ("a.xn--bcher-kva.xn--.example", false, "any bad label"),
+            ("xnn--x.example", true, "not the prefix"),
+            ("[::1]", true, "an IPv6 literal"),
+        ];
+        for (h, ok, why) in cases {
+            assert_eq!(a_labels_are_valid(h), ok, "{why}: {h}");
+        }
     }
 
     #[test]

@@ -271,6 +271,11 @@ mod tests {
                 &[],
                 "the sampler is applied on reload",
             ),
+            (
+                "listen: [\"127.0.0.1:0\"]\nserver: { path: { allow_encoded: [slash] } }\nroutes:\n  - name: a\n    respond: { body: one }\n",
+                &[],
+                "server.path belongs to the router, applied on reload",
+            ),
         ];
         for (text, want, why) in cases {
             assert_eq!(restart_only_changes(&base, &config(text)), *want, "{why}");

@@ -53,6 +53,11 @@ pub const WATCH_INTERVAL: Duration = Duration::from_secs(1);
 /// `server.upgrade_sock`: the Unix socket over which a running tracegate hands its
 /// listening sockets to its successor started with `--upgrade` (Pingora's graceful upgrade).
 pub const UPGRADE_SOCK: &str = "/tmp/tracegate_upgrade.sock";
+/// `server.path.normalize`: request paths are normalised before routing (RFC 3986 §6.2.2),
+/// so a route sees the path the backend will read.
+pub const PATH_NORMALIZE: bool = true;
+/// `server.path.merge_slashes`: `//` is `/`, as Traefik and Envoy (`merge_slashes`) read it.
+pub const PATH_MERGE_SLASHES: bool = true;
 /// `upstreams.*.connect_timeout` (Envoy's default is 5 s, nginx's 60 s).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// `upstreams.*.read_timeout`: as nginx `proxy_read_timeout`.

@@ -39,6 +39,8 @@ pub struct FileServer {
     pub max_header_count: Option<usize>,
     pub max_requests_per_connection: Option<u32>,
     pub max_connections: Option<usize>,
+    #[serde(default)]
+    pub path: FilePath,
 }
 
 /// A size: a number of bytes, or a string with a unit (`64KiB`, `1MiB`).
@@ -47,6 +49,16 @@ pub struct FileServer {
 pub enum FileSize {
     Bytes(u64),
     Text(String),
+}
+
+/// `server.path`: how request paths are normalised before routing.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilePath {
+    pub normalize: Option<bool>,
+    pub merge_slashes: Option<bool>,
+    /// Names of refusable encodings to let through (`slash`, `backslash`, ...).
+    pub allow_encoded: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -148,6 +160,8 @@ pub struct FileRoute {
     pub respond: Option<FileRespond>,
     pub redirect: Option<FileRedirect>,
     pub sample_ratio: Option<f64>,
+    /// Replaces `server.path.allow_encoded` for this route.
+    pub allow_encoded: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

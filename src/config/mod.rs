@@ -18,6 +18,7 @@ mod forwarded;
 mod listeners;
 pub mod model;
 mod nesting;
+mod path;
 mod routes;
 mod server;
 mod telemetry;

@@ -1,7 +1,8 @@
 //! The checked, typed configuration ([`Config`]), built from the file structs by one check per
 //! top-level key, each in its own file: `listen` ([`super::listeners`]), `server`, `telemetry`,
-//! `routes`, `forwarded` and `upstreams`. Environment variables (`OTEL_*`, OpenTelemetry's
-//! standard names) override file values. Every default lives in [`super::defaults`].
+//! `routes`, `forwarded` and `upstreams`; `server.path` goes to the router ([`super::path`]).
+//! Environment variables (`OTEL_*`, OpenTelemetry's standard names) override file values.
+//! Every default lives in [`super::defaults`].
 
 use super::check::Ctx;
 use super::file::FileConfig;
@@ -33,8 +34,12 @@ impl Config {
         let server = super::server::check_server(&c, &f.server)?;
         let telemetry = super::telemetry::check_telemetry(&c, &f, env)?;
         let (upstreams, index) = super::upstreams::check_upstreams(&c, &f.upstreams)?;
-        let router = Router::new(super::routes::check_routes(&c, &f.routes, &index)?)
-            .with_forwarded(super::forwarded::check_forwarded(&c, &f.forwarded)?);
+        let path_policy = super::path::check_path_policy(&c, &f.server.path)?;
+        let routes = super::routes::check_routes(&c, &f.routes, &index)?;
+        super::path::check_route_paths(&c, &routes, &path_policy)?;
+        let router = Router::new(routes)
+            .with_forwarded(super::forwarded::check_forwarded(&c, &f.forwarded)?)
+            .with_path_policy(path_policy);
         Ok(Config {
             listeners,
             server,

@@ -59,6 +59,14 @@ pub(super) fn check_routes(
             None => None,
             Some(x) => Some(check_ratio(x).map_err(|e| c.err(format!("{key}.sample_ratio"), e))?),
         };
+        let allow_encoded = match &r.allow_encoded {
+            None => None,
+            Some(names) => Some(super::path::allow_list(
+                c,
+                &format!("{key}.allow_encoded"),
+                names,
+            )?),
+        };
         out.push(Route {
             name: name.into(),
             conditions,
@@ -70,6 +78,7 @@ pub(super) fn check_routes(
             sample_ratio,
             // No `routes[].middlewares` key yet: a route's chain is empty.
             filters: Chain::default(),
+            allow_encoded,
         });
     }
     Ok(out)

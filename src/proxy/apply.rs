@@ -44,8 +44,9 @@ pub(super) fn filter_request<'a>(
     }
 }
 
-/// The URI to send upstream when the route rewrites the path, computed once per request;
-/// `None` when the path is sent as received. The query is kept.
+/// The URI to send upstream when the route rewrites the path, computed once per request from
+/// the normalised one (`target` wrote it into the request head); `None` when the path is sent
+/// as routed. The query is kept.
 fn upstream_uri(route: &Route, req: &RequestHeader) -> Result<Option<http::Uri>> {
     if route.rewrite.is_identity() {
         return Ok(None);

@@ -10,6 +10,8 @@
 //! `logging` still runs last.
 //!
 //! - `downstream`: the [`Downstream`] facts, read once per request.
+//! - `target`: the request target, settled once per request: the path normalised in place
+//!   (`server.path`), the Host's IDNA labels checked.
 //! - `apply`: the router's decisions on Pingora's heads (rewrites, forwarding headers, edits).
 //! - `respond`: the one writer of the proxy's own answers.
 //! - `balance`: the proxy's side of backend choice, retries and failures.
@@ -28,11 +30,12 @@ pub mod gateway;
 pub mod listeners;
 pub mod peer;
 mod respond;
+mod target;
 
 pub use gateway::{Gateway, SharedGateway, Upstream};
 
 use crate::exchange::Downstream;
-use crate::routing::{Answer, Chain, Route, Verdict};
+use crate::routing::{Answer, Chain, EncodedSet, Route, Verdict};
 use crate::trace::{hooks, RequestInfo, RequestTrace};
 use crate::upstream::Attempts;
 use async_trait::async_trait;
@@ -61,6 +64,9 @@ pub struct RequestCtx {
     gateway: Arc<Gateway>,
     /// Facts about the connection and the request head, read in `early_request_filter`.
     downstream: Downstream,
+    /// The request target as settled in `early_request_filter`: the refusable encodings its
+    /// normalised path keeps (for the matched route to allow), or why it is refused.
+    target: Result<EncodedSet, target::Refused>,
     trace: Option<RequestTrace>,
     /// Index of the matched route in the router.
     route: Option<usize>,
@@ -89,9 +95,15 @@ impl TracegateProxy {
         self
     }
 
-    /// Runs the entry filters, routes the request (applying the route's sampling ratio) and
-    /// runs the route's filters and action. `Some`: the proxy answers the request itself.
+    /// Refuses a request target refused in `early_request_filter`, runs the entry filters,
+    /// routes the request (applying the route's sampling ratio), refuses encodings the route
+    /// does not allow, and runs the route's filters and action. `Some`: the proxy answers the
+    /// request itself.
     fn route(&self, session: &Session, ctx: &mut RequestCtx) -> Option<Answer> {
+        let kept = match ctx.target {
+            Ok(kept) => kept,
+            Err(refused) => return Some(bad_target(session, None, refused)),
+        };
         let req = apply::filter_request(session, &ctx.downstream);
         if !self.entry.is_empty() {
             if let Verdict::Answer(a) = self.entry.run(&req) {
@@ -111,6 +123,10 @@ impl TracegateProxy {
             if let Some(ratio) = route.sample_ratio {
                 t.apply_route_ratio(&ctx.gateway.tracer, ratio);
             }
+        }
+        // The path was normalised allowing what any route allows; this route decides.
+        if let Err(e) = ctx.gateway.router.check_encoded(route, kept) {
+            return Some(bad_target(session, Some(route), target::Refused::Path(e)));
         }
         if let Verdict::Answer(a) = route.filters.run(&req) {
             return Some(a);
@@ -143,6 +159,19 @@ impl RequestCtx {
     }
 }
 
+/// The 400 of a refused request target, with one log line (at `info`: a client's mistake, or a
+/// scanner's, not the proxy's).
+fn bad_target(session: &Session, route: Option<&Route>, refused: target::Refused) -> Answer {
+    let req = session.req_header();
+    log::info!(
+        "bad request: 400 {} {} route={}: {refused}",
+        req.method,
+        req.uri.path(),
+        route.map_or("-", |r| &*r.name),
+    );
+    refused.answer()
+}
+
 /// What the tracing plugin needs of the request: its head, with the facts of `downstream`.
 fn request_info<'a>(session: &'a Session, downstream: &'a Downstream) -> RequestInfo<'a> {
     let req = session.req_header();
@@ -168,6 +197,7 @@ impl ProxyHttp for TracegateProxy {
         RequestCtx {
             gateway: self.gateway.load_full(),
             downstream: Downstream::default(),
+            target: Ok(EncodedSet::NONE),
             trace: None,
             route: None,
             upstream: Attempts::default(),
@@ -177,21 +207,23 @@ impl ProxyHttp for TracegateProxy {
     }
 
     /// Runs first, right after the request head is read: reads the request's downstream facts
-    /// once and starts its trace (continuing a valid incoming `traceparent`), so everything
-    /// after it is inside the SERVER span.
+    /// once, normalises its path in place (a refusal is answered in `request_filter`) and
+    /// starts its trace (continuing a valid incoming `traceparent`), so everything after it is
+    /// inside the SERVER span and sees the normalised path.
     async fn early_request_filter(
         &self,
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         ctx.downstream = downstream::read(session);
+        ctx.target = target::settle(session, &ctx.downstream, ctx.gateway.router.path_policy());
         let info = request_info(session, &ctx.downstream);
         ctx.trace = Some(RequestTrace::start(&ctx.gateway.tracer, &info));
         Ok(())
     }
 
-    /// Runs the entry filters (the HTTPS redirect of a listener with `redirect_https`), then
-    /// routes the request (and applies the route's own sampling ratio) and runs the route's
+    /// Answers a refused request target with 400, runs the entry filters (the HTTPS redirect
+    /// of a listener with `redirect_https`), then routes the request (and applies the route's own sampling ratio) and runs the route's
     /// filters. No route: 404. A `respond` or `redirect` route answers here; a proxy route
     /// computes the path it sends upstream. Returns `true` when the response has been written
     /// and proxying stops.

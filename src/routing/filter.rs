@@ -35,7 +35,8 @@ pub const ACME_CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
 #[derive(Debug, Clone, Copy)]
 pub struct FilterRequest<'a> {
     pub head: RequestHead<'a>,
-    /// The request target's path and query, as received.
+    /// The request target's path and query: the path normalised (see [`super::path`]), the
+    /// query as received.
     pub path_and_query: &'a str,
     /// The local address the request arrived on (which listener).
     pub local: Option<SocketAddr>,

@@ -15,7 +15,7 @@ pub struct RequestHead<'a> {
     pub method: &'a Method,
     /// The Host header value, or the URI authority for HTTP/2; a port is allowed.
     pub host: Option<&'a str>,
-    /// The URI path, without the query.
+    /// The URI path, without the query, normalised (see [`super::path`]).
     pub path: &'a str,
     pub headers: &'a HeaderMap,
 }
@@ -99,6 +99,12 @@ impl HostMatch {
                 ));
             }
         }
+        // Requests naming such a host are refused before routing, so it could never match.
+        if !crate::net::a_labels_are_valid(name) {
+            return Err(bad(
+                "an xn-- label is not valid IDNA (its Punycode does not decode to a valid label)",
+            ));
+        }
         Ok(if wildcard {
             HostMatch::Wildcard(format!(".{name}").into())
         } else {
@@ -135,8 +141,9 @@ impl std::fmt::Display for HostMatch {
     }
 }
 
-/// `match.path` or `match.path_prefix`, compared byte for byte with the path as received
-/// (no percent-decoding, no case folding, no dot-segment removal).
+/// `match.path` or `match.path_prefix`, compared byte for byte with the normalised request
+/// path ([`super::path`]: unreserved characters decoded, dot segments resolved, slashes
+/// merged; no case folding).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PathMatch {
     /// `path`: the whole path equals this (nginx `location = /x`, Traefik `Path`).
@@ -307,6 +314,11 @@ mod tests {
             ("", "expected a host name", "empty"),
             ("a/b", "letters, digits", "a path character"),
             ("exa mple.com", "letters, digits", "a space"),
+            (
+                "*.xn--a-b_c.example",
+                "not valid IDNA",
+                "an A-label whose Punycode does not decode",
+            ),
         ];
         for (pattern, words, why) in cases {
             let e = HostMatch::parse(pattern).expect_err(why);

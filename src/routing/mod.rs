@@ -15,7 +15,8 @@
 //! - `path`: the request path (without query) equals it, byte for byte.
 //! - `path_prefix`: the request path starts with it, byte for byte (as nginx `location /api`
 //!   and Traefik `PathPrefix`: `/api` also matches `/apis`; write `/api/` to match a segment).
-//!   Paths are compared as received: no percent-decoding, no dot-segment removal, case-sensitive.
+//!   The request path is the normalised one ([`path`]: unreserved characters decoded, dot
+//!   segments resolved, slashes merged), case-sensitive.
 //! - `methods`: the request method is one of them (methods are case-sensitive, RFC 9110 §9.1).
 //! - `headers`: for each name (case-insensitive), at least one field line of that name has
 //!   exactly this value (case-sensitive, whole line: `a, b` is not split into `a` and `b`).
@@ -26,6 +27,10 @@
 //! the response sent back. A route's middlewares run as a [`filter`] chain right after it
 //! matched.
 //!
+//! **Paths** ([`path`]). The proxy normalises the request path once, before routing, with the
+//! router's [`Router::path_policy`]; the route that matched then decides whether the encodings
+//! the path kept (`%2F`, ...) are allowed ([`Router::check_encoded`]).
+//!
 //! The [`Router`] is immutable once built: a config reload builds a new one and swaps it whole.
 
 pub mod answer;
@@ -33,6 +38,7 @@ pub mod filter;
 pub mod forwarded;
 pub mod headers;
 pub mod matching;
+pub mod path;
 pub mod redirect;
 pub mod rewrite;
 
@@ -41,6 +47,7 @@ pub use filter::{Chain, Filter, FilterRequest, Verdict};
 pub use forwarded::ForwardedPolicy;
 pub use headers::HeaderEdits;
 pub use matching::{Conditions, HostMatch, PathMatch, RequestHead, Scheme};
+pub use path::{EncodedSet, PathPolicy, PathRefusal};
 pub use redirect::{Redirect, RedirectError, RedirectRequest};
 pub use rewrite::{strip_path_prefix, PathRewrite};
 
@@ -78,6 +85,9 @@ pub struct Route {
     pub sample_ratio: Option<f64>,
     /// The route's middlewares, run in order right after it matched ([`filter`]).
     pub filters: Chain,
+    /// `routes[].allow_encoded`: the refusable encodings this route lets through, instead of
+    /// the router's (`server.path.allow_encoded`); `None` keeps the router's.
+    pub allow_encoded: Option<EncodedSet>,
 }
 
 impl Route {
@@ -94,6 +104,7 @@ impl Route {
             action,
             sample_ratio: None,
             filters: Chain::default(),
+            allow_encoded: None,
         }
     }
 
@@ -150,17 +161,45 @@ impl Route {
 pub struct Router {
     routes: Vec<Route>,
     forwarded: ForwardedPolicy,
+    /// The policy request paths are normalised with: `server.path`, allowing the union of
+    /// every allowed list (see [`Router::path_policy`]).
+    path_policy: PathPolicy,
+    /// `server.path.allow_encoded`: what a route without its own list allows.
+    allow_encoded: EncodedSet,
 }
 
 impl Router {
-    /// A router trying `routes` by descending priority, in the given order within a priority.
+    /// A router trying `routes` by descending priority, in the given order within a priority,
+    /// with the default [`PathPolicy`].
     pub fn new(mut routes: Vec<Route>) -> Self {
         // A stable sort: equal priorities keep file order.
         routes.sort_by_key(|r| std::cmp::Reverse(r.priority));
         Router {
             routes,
             forwarded: ForwardedPolicy::default(),
+            path_policy: PathPolicy::default(),
+            allow_encoded: EncodedSet::NONE,
         }
+        .with_path_policy(PathPolicy::default())
+    }
+
+    /// The same router normalising request paths with `policy` (`server.path`), whose
+    /// `allow_encoded` is what routes without their own list allow.
+    pub fn with_path_policy(mut self, policy: PathPolicy) -> Self {
+        self.allow_encoded = policy.allow_encoded;
+        // Which route a path matches is only known once it is normalised, so it is normalised
+        // letting through whatever any route allows; the matched route then refuses what it
+        // does not allow (`check_encoded`).
+        let union = self
+            .routes
+            .iter()
+            .filter_map(|r| r.allow_encoded)
+            .fold(policy.allow_encoded, EncodedSet::union);
+        self.path_policy = PathPolicy {
+            allow_encoded: union,
+            ..policy
+        };
+        self
     }
 
     /// The same router with this forwarding-header policy.
@@ -190,6 +229,23 @@ impl Router {
     /// How `X-Forwarded-*` and `Forwarded` are written on proxied requests.
     pub fn forwarded(&self) -> &ForwardedPolicy {
         &self.forwarded
+    }
+
+    /// The policy the proxy normalises request paths with, before routing: `server.path`,
+    /// with `allow_encoded` the union of its own list and every route's.
+    pub fn path_policy(&self) -> &PathPolicy {
+        &self.path_policy
+    }
+
+    /// Whether `route` (matched on a path normalised with [`Router::path_policy`]) allows the
+    /// encodings the path kept: its own `allow_encoded`, or the router's when it has none.
+    /// The first one it does not allow is the refusal (the proxy answers 400).
+    pub fn check_encoded(&self, route: &Route, kept: EncodedSet) -> Result<(), PathRefusal> {
+        let allowed = route.allow_encoded.unwrap_or(self.allow_encoded);
+        match kept.difference(allowed).first_name() {
+            None => Ok(()),
+            Some(name) => Err(PathRefusal::Encoded(name)),
+        }
     }
 }
 
@@ -414,6 +470,71 @@ mod tests {
                 want,
                 "{why}"
             );
+        }
+    }
+
+    /// Paths are normalised allowing what any route allows; the matched route decides.
+    #[test]
+    fn per_route_encodings_table() {
+        let files = Route {
+            allow_encoded: Some(EncodedSet::SLASH),
+            ..route("files", None, Some("/files/"))
+        };
+        let strict = Route {
+            allow_encoded: Some(EncodedSet::NONE),
+            ..route("strict", None, Some("/strict/"))
+        };
+        let r = Router::new(vec![files, strict, route("rest", None, Some("/"))]).with_path_policy(
+            PathPolicy {
+                allow_encoded: EncodedSet::PERCENT,
+                ..PathPolicy::default()
+            },
+        );
+        assert_eq!(
+            r.path_policy().allow_encoded,
+            EncodedSet::SLASH | EncodedSet::PERCENT,
+            "the union of the global list and the routes' lists"
+        );
+        let h = HeaderMap::new();
+        // (path, kept, result, reason)
+        let cases = [
+            (
+                "/files/a%2Fb",
+                EncodedSet::SLASH,
+                Ok(()),
+                "the route's own list",
+            ),
+            (
+                "/files/a%25b",
+                EncodedSet::PERCENT,
+                Err(PathRefusal::Encoded("percent")),
+                "a route's list replaces the global one",
+            ),
+            (
+                "/rest/a%25b",
+                EncodedSet::PERCENT,
+                Ok(()),
+                "no list: the global one",
+            ),
+            (
+                "/rest/a%2Fb",
+                EncodedSet::SLASH,
+                Err(PathRefusal::Encoded("slash")),
+                "another route's allowance does not carry over",
+            ),
+            (
+                "/strict/a%25b",
+                EncodedSet::PERCENT,
+                Err(PathRefusal::Encoded("percent")),
+                "an empty list allows none",
+            ),
+            ("/strict/a", EncodedSet::NONE, Ok(()), "nothing kept"),
+        ];
+        for (path, kept, want, why) in cases {
+            let n = path::normalize_kept(path, r.path_policy()).unwrap();
+            assert_eq!(n.kept, kept, "{why}");
+            let route = r.route(&head(None, &n.path, &h)).unwrap();
+            assert_eq!(r.check_encoded(route, n.kept), want, "{why}");
         }
     }
 

@@ -7,6 +7,8 @@
 //! * [`HangupBackend`]: reads a request (head and `Content-Length` body), then closes the
 //!   connection without answering.
 //! * [`http_get_from`]: a request from a given local IP (any `127.x.y.z` works on Linux).
+//! * [`LenientBackend`] / [`lenient_read`]: a backend that reads request paths the way the most
+//!   permissive application servers do, and records what it served, for path-bypass tests.
 
 use super::*;
 use std::net::IpAddr;
@@ -239,4 +241,93 @@ pub fn http_get_from(from: IpAddr, addr: &str, path: &str, headers: &[(&str, &st
     (&stream).write_all(&raw).expect("write request");
     let mut reader = BufReader::new(stream);
     read_response(&mut reader, false).expect("read response")
+}
+
+/// How a permissive application server reads a request path, each step one that some server
+/// takes: path parameters are cut from every segment first (Tomcat: `/..;/a` is `/../a`),
+/// then the path is percent-decoded twice (a server that decodes once more: `%252e` is `.`),
+/// cut at a decoded NUL (C strings), `?` or `#` (a second parse), `\` read as `/` (Windows,
+/// several Java servers), and finally slashes merged and dot segments resolved.
+pub fn lenient_read(raw: &str) -> String {
+    let path = raw.split('?').next().unwrap_or("");
+    let no_params: Vec<&str> = path
+        .split('/')
+        .map(|seg| seg.split(';').next().unwrap_or(""))
+        .collect();
+    let once = percent_encoding::percent_decode_str(&no_params.join("/"))
+        .decode_utf8_lossy()
+        .into_owned();
+    let twice = percent_encoding::percent_decode_str(&once)
+        .decode_utf8_lossy()
+        .into_owned();
+    let cut = twice.split(['\0', '?', '#']).next().unwrap_or("");
+    let mut out: Vec<&str> = Vec::new();
+    let slashed = cut.replace('\\', "/");
+    for seg in slashed.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            s => out.push(s),
+        }
+    }
+    let trailing = slashed.ends_with('/') && !out.is_empty();
+    format!("/{}{}", out.join("/"), if trailing { "/" } else { "" })
+}
+
+/// One request as a [`LenientBackend`] got it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Served {
+    /// The request target as received (path and query).
+    pub raw: String,
+    /// The path the backend read from it ([`lenient_read`]), which it answers with.
+    pub read: String,
+}
+
+/// A real hyper backend that reads every request path with [`lenient_read`], answers `200`
+/// with the path it read as the body, and records both ([`Served`]).
+pub struct LenientBackend {
+    addr: SocketAddr,
+    served: Arc<Mutex<Vec<Served>>>,
+    _server: BackgroundServer,
+}
+
+impl LenientBackend {
+    pub fn start() -> LenientBackend {
+        let listener = bind_local();
+        let addr = listener.local_addr().expect("lenient backend addr");
+        let served: Arc<Mutex<Vec<Served>>> = Arc::default();
+        let rec = served.clone();
+        let server = spawn_http1_server("lenient", listener, move |req: Request<Incoming>| {
+            let rec = rec.clone();
+            async move {
+                let raw = req
+                    .uri()
+                    .path_and_query()
+                    .map_or_else(|| req.uri().to_string(), |p| p.as_str().to_owned());
+                let read = lenient_read(&raw);
+                lock(&rec).push(Served {
+                    raw,
+                    read: read.clone(),
+                });
+                simple_response(StatusCode::OK, read)
+            }
+        });
+        LenientBackend {
+            addr,
+            served,
+            _server: server,
+        }
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn addr(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// Every request served so far, in arrival order.
+    pub fn served(&self) -> Vec<Served> {
+        lock(&self.served).clone()
+    }
 }
