@@ -10,6 +10,7 @@
 //! `logging` still runs last.
 //!
 //! - `downstream`: the [`Downstream`] facts, read once per request.
+//! - `head`: request-head strictness (Host, request-target forms), checked once per request.
 //! - `apply`: the router's decisions on Pingora's heads (rewrites, forwarding headers, edits).
 //! - `respond`: the one writer of the proxy's own answers.
 //! - `balance`: the proxy's side of backend choice, retries and failures.
@@ -24,6 +25,7 @@ mod downstream;
 pub mod errors;
 mod finish;
 pub mod gateway;
+mod head;
 pub mod listeners;
 pub mod peer;
 mod respond;
@@ -189,13 +191,14 @@ impl ProxyHttp for TracegateProxy {
         Ok(())
     }
 
-    /// Runs the entry filters (the HTTPS redirect of a listener with `redirect_https`), then
+    /// Refuses a request head that breaks HTTP's rules (`head`: 400, or answers `OPTIONS *`),
+    /// then runs the entry filters (the HTTPS redirect of a listener with `redirect_https`), then
     /// routes the request (and applies the route's own sampling ratio) and runs the route's
     /// filters. No route: 404. A `respond` or `redirect` route answers here; a proxy route
     /// computes the path it sends upstream. Returns `true` when the response has been written
     /// and proxying stops.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        match self.route(session, ctx) {
+        match head::check(session.req_header()).or_else(|| self.route(session, ctx)) {
             Some(answer) => {
                 respond::write(session, ctx, answer).await?;
                 Ok(true)
