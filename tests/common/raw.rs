@@ -6,7 +6,7 @@
 //!   could not frame ([`RawBackend::malformed`]), so a test sees exactly what the proxy sent,
 //!   including a smuggled second request. Its answer is scripted per request ([`Reply`]): fixed
 //!   bytes (an interim response, then a final one), bytes repeated until the proxy stops reading
-//!   (endless `100 Continue`), or nothing.
+//!   (endless `100 Continue`), bytes written slowly, or nothing.
 //! * [`RawClient`]: one client connection that writes bytes verbatim and reads responses with
 //!   the interim (1xx) responses listed ([`Exchange`]), or sees the connection close.
 
@@ -56,6 +56,9 @@ pub enum Reply {
     /// Writes these bytes again and again until the write fails (the proxy closed the
     /// connection or stopped reading for good).
     Repeat(Vec<u8>),
+    /// Writes each piece after waiting its delay (a backend that answers slowly), then reads
+    /// the next request.
+    Paced(Vec<(Duration, Vec<u8>)>),
     /// Writes nothing and keeps the connection open until the proxy closes it.
     Silence,
 }
@@ -176,6 +179,14 @@ async fn serve_raw(
                     return Ok(());
                 }
             },
+            Reply::Paced(steps) => {
+                for (delay, bytes) in steps {
+                    tokio::time::sleep(delay).await;
+                    if conn.write_all(&bytes).await.is_err() {
+                        return Ok(());
+                    }
+                }
+            }
             Reply::Silence => {
                 let mut sink = [0u8; 1024];
                 while matches!(conn.read(&mut sink).await, Ok(n) if n > 0) {}
