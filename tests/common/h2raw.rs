@@ -98,6 +98,16 @@ impl Hpack {
         self
     }
 
+    /// The start of a literal field without indexing whose value is declared `len` bytes long
+    /// but not written: the bytes that follow in the block (or in CONTINUATION frames) are its
+    /// value.
+    pub fn literal_start(mut self, name: &[u8], len: usize) -> Self {
+        self.0.push(0x00);
+        self.string(name);
+        self.int(0, 7, len);
+        self
+    }
+
     /// An indexed field (RFC 7541 §6.1): index 62 and up are the dynamic table.
     pub fn indexed(mut self, index: usize) -> Self {
         self.int(0x80, 7, index);
@@ -163,6 +173,10 @@ impl H2Conn {
     pub fn connect(addr: &str) -> H2Conn {
         let stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
         let _ = stream.set_nodelay(true);
+        // A server that stops reading must not hang the test: writes give up.
+        stream
+            .set_write_timeout(Some(Duration::from_secs(10)))
+            .expect("write timeout");
         let mut c = H2Conn {
             stream,
             buf: Vec::new(),
@@ -174,7 +188,8 @@ impl H2Conn {
         c
     }
 
-    /// Writes `bytes`; `false` when the server has closed the connection.
+    /// Writes `bytes`; `false` when the server has closed the connection (or stopped reading
+    /// for 10 s).
     pub fn send(&mut self, bytes: &[u8]) -> bool {
         self.stream.write_all(bytes).is_ok()
     }
