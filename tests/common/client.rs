@@ -145,8 +145,12 @@ pub fn read_response<R: BufRead>(r: &mut R, head_request: bool) -> std::io::Resu
     read_response_with_interim(r, head_request).map(|(_, resp)| resp)
 }
 
+/// Interim responses [`read_response_with_interim`] reads before it gives up (a server that
+/// streams them without end).
+const MAX_INTERIM: usize = 1000;
+
 /// Parses one HTTP/1.x response and returns the statuses of the 1xx interim responses (other
-/// than 101) that came before it, in order.
+/// than 101) that came before it, in order (at most [`MAX_INTERIM`]).
 pub fn read_response_with_interim<R: BufRead>(
     r: &mut R,
     head_request: bool,
@@ -184,6 +188,11 @@ pub fn read_response_with_interim<R: BufRead>(
 
         if (100..200).contains(&status) && status != 101 {
             interim.push(status);
+            if interim.len() > MAX_INTERIM {
+                return Err(invalid(format!(
+                    "more than {MAX_INTERIM} interim responses"
+                )));
+            }
             continue;
         }
 
