@@ -222,7 +222,14 @@ fn an_http2_client_of_a_backend_streaming_1xx_gets_502() {
     let backend = RawBackend::start(|r| script(r.target()));
     let proxy = proxy_for(r#"{ addr: "127.0.0.1:0", http2: true }"#, &backend);
     let started = Instant::now();
-    let resp = h2c_request(&proxy.addr(), "/endless-103").expect("h2c request");
+    // A proxy that waited for ever would hang the client: give it a deadline.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let addr = proxy.addr();
+    std::thread::spawn(move || tx.send(h2c_request(&addr, "/endless-103")));
+    let resp = rx
+        .recv_timeout(Duration::from_secs(15))
+        .expect("an answer within 15 s")
+        .expect("h2c request");
     assert_eq!(resp.status, 502, "{}", proxy.logs());
     assert!(started.elapsed() < READ_TIMEOUT, "{:?}", started.elapsed());
     let hints = h2c_request(&proxy.addr(), "/hints").expect("h2c request");
