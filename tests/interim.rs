@@ -225,7 +225,9 @@ fn an_http2_client_of_a_backend_streaming_1xx_gets_502() {
     // A proxy that waited for ever would hang the client: give it a deadline.
     let (tx, rx) = std::sync::mpsc::channel();
     let addr = proxy.addr();
-    std::thread::spawn(move || tx.send(h2c_request(&addr, "/endless-103")));
+    std::thread::spawn(move || {
+        let _ = tx.send(h2c_request(&addr, "/endless-103"));
+    });
     let resp = rx
         .recv_timeout(Duration::from_secs(15))
         .expect("an answer within 15 s")

@@ -209,8 +209,8 @@ upstreams:
         let smuggled = reqs.iter().any(|r| r.target() == "/smuggled");
         let refused = got.as_ref().is_none_or(|r| r.status == 400) && reqs.is_empty();
         let ok = match c.want {
-            Want::Refused => refused,
-            Want::RefusedOrReframed(body) => {
+            Refused => refused,
+            RefusedOrReframed(body) => {
                 refused
                     || (got.as_ref().is_some_and(|r| r.status == 200)
                         && reqs.len() == 1

@@ -370,7 +370,7 @@ fn huffman_digits(b: &[u8]) -> Option<String> {
         }
     }
     // What is left must be EOS padding: all ones, fewer than 8 bits.
-    if bits.len() - i >= 8 || bits[i..].iter().any(|&b| b == 0) {
+    if bits.len() - i >= 8 || bits[i..].contains(&0) {
         return None;
     }
     Some(out)
