@@ -7,7 +7,7 @@ mod common;
 
 use common::h2raw::{H2Conn, Hpack, Seen};
 use common::raw::{RawBackend, RawClient};
-use common::Proxy;
+use common::{OtlpReceiver, Proxy};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -289,6 +289,43 @@ fn a_refused_head_gets_a_reason_and_the_connection_stays_open() {
     let reqs = backend.requests();
     assert_eq!(reqs.len(), 1, "{reqs:#?}");
     assert_eq!(reqs[0].target(), "/next");
+}
+
+/// A refusal is traced like the proxy's other answers: a SERVER span with the status and no
+/// CLIENT span, since no backend was tried; `traceresponse` goes back with the answer.
+#[test]
+fn a_refused_head_is_traced() {
+    let backend = RawBackend::ok();
+    let rx = OtlpReceiver::grpc();
+    let proxy = Proxy::start(&format!(
+        r#"listen: ["127.0.0.1:0"]
+server: {{ grace_period: 0s, shutdown_timeout: 1s }}
+telemetry:
+  traceresponse: true
+  exporter: {{ protocol: grpc, endpoint: "{}" }}
+  batch: {{ scheduled_delay: 50ms }}
+routes:
+  - {{ name: all, match: {{ path_prefix: / }}, upstream: app }}
+upstreams:
+  app: {{ backends: ["{}"] }}
+"#,
+        rx.endpoint(),
+        backend.addr()
+    ));
+    let mut client = RawClient::connect(&proxy.addr());
+    client.send(b"GET /traced HTTP/1.1\r\nHost: a b\r\nConnection: close\r\n\r\n");
+    let x = client.exchange(false).expect("a response");
+    assert_eq!(x.response.status, 400);
+    assert!(
+        x.response.header("traceresponse").is_some(),
+        "{:?}",
+        x.response
+    );
+    let spans = rx.wait_for_spans(1, WAIT);
+    assert_eq!(spans.len(), 1, "{spans:#?}");
+    assert!(spans[0].is_server());
+    assert_eq!(spans[0].attr_int("http.response.status_code"), Some(400));
+    assert!(backend.requests().is_empty());
 }
 
 /// One HTTP/2 case: the header block, what the server must do with the stream, whether the
