@@ -1,6 +1,6 @@
 //! Network helpers shared by routing, the upstreams and the tracing plugin: the host and port of
-//! a Host header, what counts as a host name, IP networks (CIDR) and the trust check of
-//! `forwarded.trusted` and `telemetry.trust_incoming`.
+//! a Host header, what counts as a host name and as a valid `host[:port]`, IP networks (CIDR)
+//! and the trust check of `forwarded.trusted` and `telemetry.trust_incoming`.
 //!
 //! A leaf: plain Rust on `std` and `http` types, importing nothing else of tracegate.
 //!
@@ -49,6 +49,30 @@ pub fn is_host(h: &str) -> bool {
         Some(v6) => v6.parse::<std::net::Ipv6Addr>().is_ok(),
         None => !h.is_empty() && h.len() <= 253 && h.split('.').all(is_host_label),
     }
+}
+
+/// True when `s` is a valid `host[:port]`, as a Host header or an `:authority` carries it
+/// (RFC 9110 §7.2, RFC 3986 §3.2.2-§3.2.3): a host by [`is_host`] (a fully qualified name may
+/// end with a dot), then optionally `:` and a port of at most five digits up to 65535 (an
+/// empty port is allowed by RFC 3986). No whitespace, user information, path or list.
+pub fn is_authority(s: &str) -> bool {
+    let (host, rest) = if s.starts_with('[') {
+        match s.find(']') {
+            Some(end) => s.split_at(end + 1),
+            None => return false,
+        }
+    } else {
+        s.split_at(s.find(':').unwrap_or(s.len()))
+    };
+    let port_ok = match rest.strip_prefix(':') {
+        None => rest.is_empty(),
+        Some(p) => {
+            p.len() <= 5
+                && p.bytes().all(|b| b.is_ascii_digit())
+                && p.parse::<u32>().map_or(p.is_empty(), |n| n <= 65535)
+        }
+    };
+    port_ok && is_host(host.strip_suffix('.').unwrap_or(host))
 }
 
 /// True when `l` is one label of a host name: letters, digits, `-` and `_`, not empty.
@@ -258,6 +282,38 @@ mod tests {
         ];
         for (h, ok, why) in cases {
             assert_eq!(a_labels_are_valid(h), ok, "{why}: {h}");
+        }
+    }
+
+    #[test]
+    fn authority_table() {
+        // (authority, valid, reason)
+        let cases = [
+            ("a.test", true, "a name"),
+            ("a.test:8080", true, "a name and a port"),
+            ("a.test:", true, "an empty port (RFC 3986 §3.2.3)"),
+            ("a.test.", true, "a fully qualified name"),
+            ("a.test.:80", true, "a fully qualified name and a port"),
+            ("127.0.0.1:80", true, "an IPv4 address and a port"),
+            ("[::1]", true, "an IPv6 literal"),
+            ("[::1]:443", true, "an IPv6 literal and a port"),
+            ("", false, "empty"),
+            (".", false, "a dot alone"),
+            ("a.test..", false, "two trailing dots"),
+            ("a.test:65536", false, "a port beyond 65535"),
+            ("a.test:080808", false, "more than five digits"),
+            ("a.test:x", false, "a port that is not digits"),
+            ("a.test:80:80", false, "two ports"),
+            ("::1", false, "a bare IPv6 address"),
+            ("[::1", false, "an unclosed bracket"),
+            ("[::1]x", false, "something after the bracket"),
+            ("a b", false, "a space"),
+            ("a.test, b.test", false, "a list"),
+            ("u@a.test", false, "user information"),
+            ("a.test/x", false, "a path"),
+        ];
+        for (a, ok, why) in cases {
+            assert_eq!(is_authority(a), ok, "{why}: {a:?}");
         }
     }
 

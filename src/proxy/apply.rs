@@ -16,6 +16,7 @@ use crate::routing::{
 use crate::upstream::PassHost;
 use http::HeaderValue;
 use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::protocols::http::authority::{raw_target_authority, RawTargetAuthority};
 use pingora::proxy::Session;
 use pingora::{Error, ErrorType, Result};
 use std::net::SocketAddr;
@@ -66,9 +67,9 @@ fn upstream_uri(route: &Route, req: &RequestHeader) -> Result<Option<http::Uri>>
         .map_err(|e| Error::because(ErrorType::InvalidHTTPHeader, "rewriting the path", e))
 }
 
-/// The upstream-bound request for one attempt: the rewritten URI, the Host for `backend`,
-/// the forwarding headers, then the route's own edits (last, so an operator's explicit
-/// `set` wins over what the proxy computed).
+/// The upstream-bound request for one attempt: in origin-form with a Host, the rewritten URI,
+/// the Host for `backend`, the forwarding headers, then the route's own edits (last, so an
+/// operator's explicit `set` wins over what the proxy computed).
 pub(super) fn prepare_upstream_request(
     session: &Session,
     downstream: &Downstream,
@@ -76,6 +77,7 @@ pub(super) fn prepare_upstream_request(
     route: &Route,
     target: UpstreamTarget<'_>,
 ) -> Result<()> {
+    origin_form(downstream, req)?;
     if let Some(uri) = target.uri {
         req.set_uri(uri.clone());
     }
@@ -105,6 +107,40 @@ pub(super) fn prepare_upstream_request(
         result?;
     }
     apply_edits(&route.request_headers, req)
+}
+
+/// Puts the request in the form an origin server gets (RFC 9112 §3.2.1: the path and query
+/// only): an absolute-form target (`http://a.test/x`, which clients may send, §3.2.2) loses
+/// its scheme and authority, so that no backend routes on an authority other than the Host it
+/// is sent. A request without Host (HTTP/1.0) gets one, as every HTTP/1.1 request must (RFC
+/// 9112 §3.2): its absolute-form authority, else an empty value (RFC 9110 §7.2: the
+/// authority is unknown).
+fn origin_form(downstream: &Downstream, req: &mut RequestHeader) -> Result<()> {
+    let origin = match raw_target_authority(req.raw_path()) {
+        RawTargetAuthority::Absolute { path_and_query, .. } => {
+            let mut t = Vec::with_capacity(path_and_query.len() + 1);
+            if path_and_query.first() != Some(&b'/') {
+                t.push(b'/');
+            }
+            t.extend_from_slice(path_and_query);
+            Some(t)
+        }
+        _ => None,
+    };
+    if let Some(t) = origin {
+        req.set_raw_path(&t)?;
+    }
+    if !req.headers.contains_key(http::header::HOST) {
+        match downstream.authority() {
+            Some(a) => req.insert_header(http::header::HOST, a)?,
+            // An HTTP/2 backend takes its :authority from the Host; an empty one would not do.
+            None if req.version != http::Version::HTTP_2 => {
+                req.insert_header(http::header::HOST, "")?
+            }
+            None => {}
+        }
+    }
+    Ok(())
 }
 
 /// Where one upstream attempt goes and how its head is built.

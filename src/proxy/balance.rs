@@ -53,6 +53,7 @@ pub(super) fn peer_for_attempt(
     if let Some(left) = ctx.upstream.time_left() {
         limit_to(&mut peer, left);
     }
+    ctx.interim.attempt(peer.options.read_timeout);
     Ok(peer)
 }
 

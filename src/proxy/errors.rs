@@ -3,6 +3,9 @@
 
 use pingora::{Error, ErrorSource, ErrorType};
 
+/// A backend sent more interim (1xx) responses than a request may get (see `interim`).
+pub const TOO_MANY_INTERIM: ErrorType = ErrorType::Custom("TooManyInterimResponses");
+
 /// True when the error is a timeout (the proxy answers 504 for these).
 pub fn is_timeout(e: &Error) -> bool {
     matches!(
@@ -40,6 +43,7 @@ pub fn error_type(e: &Error) -> &'static str {
         | ErrorType::H1Error
         | ErrorType::H2Error
         | ErrorType::InvalidH2 => "protocol_error",
+        t if *t == TOO_MANY_INTERIM => "too_many_interim_responses",
         _ => "_OTHER",
     }
 }
@@ -108,6 +112,12 @@ mod tests {
                 400,
                 "protocol_error",
                 "bad request head",
+            ),
+            (
+                up(TOO_MANY_INTERIM),
+                502,
+                "too_many_interim_responses",
+                "a backend streaming 1xx",
             ),
             (
                 up(ErrorType::HTTPStatus(503)),

@@ -7,6 +7,8 @@
 //!   When some plain listeners accept h2c and others do not, they are served by two services
 //!   (each with `server.threads` worker threads); otherwise one service serves every listener.
 //!   TLS listeners ignore h2c (HTTP/2 there is negotiated by ALPN).
+//! - Every service sets its HTTP/2 limits explicitly (`h2_limits`: streams, header list,
+//!   windows, rapid reset) and closes an HTTP/2 connection idle for 60 s.
 //! - A redirecting listener answers every request with `308 Permanent Redirect` to the same
 //!   host and path on `https://`, except ACME HTTP-01 challenges: an entry filter of the
 //!   proxy ([`crate::routing::filter::HttpsRedirect`]).
@@ -17,10 +19,37 @@ use crate::listeners::{HttpLimits, ListenerCertificates, ListenerSpec};
 use pingora::apps::HttpServerOptions;
 use pingora::listeners::tls::TlsSettings;
 use pingora::listeners::{L4BufferSettings, ListenerConfig};
+use pingora::protocols::http::v2::server::H2Options;
 use pingora::protocols::ALPN;
 use pingora::server::Server;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
+
+/// The limits of every downstream HTTP/2 connection (README, "Limits"), set explicitly rather
+/// than left to the defaults of Pingora and `h2`, which may change:
+/// - 100 concurrent streams (Pingora's and Envoy's edge value; nginx has 128);
+/// - a 64 KiB header list, decoded size (as Pingora's default; RFC 9113 §6.5.2): larger
+///   gets `431`, four times that ends the connection. `h2` also ends a header block spread
+///   over more CONTINUATION frames than this size needs, at least 5 (CVE-2024-27316), and
+///   keeps the HPACK table at 4 KiB (RFC 7541 §4.2);
+/// - windows of 64 KiB per stream and 1 MiB per connection for request bodies (Envoy's edge
+///   values), frames of 16 KiB (RFC 9113 §6.5.2 defaults);
+/// - rapid reset (CVE-2023-44487): GOAWAY `ENHANCE_YOUR_CALM` once 20 streams the client
+///   reset wait to be accepted, or once the client's protocol errors made the proxy reset
+///   256 streams.
+fn h2_limits() -> H2Options {
+    let mut o = H2Options::new();
+    o.max_concurrent_streams(100)
+        .max_header_list_size(64 * 1024)
+        .header_table_size(4096)
+        .initial_window_size(64 * 1024)
+        .initial_connection_window_size(1024 * 1024)
+        .max_frame_size(16 * 1024)
+        .max_pending_accept_reset_streams(20)
+        .max_local_error_reset_streams(Some(256));
+    o
+}
 
 /// Adds the Pingora services serving `listeners` (bound at `bound`, same order) to `server`.
 /// `proxy` makes the proxy of each service (one, or two when h2c differs between plain
@@ -59,11 +88,11 @@ pub fn add_services(
             continue;
         }
         let mut http = pingora::proxy::http_proxy(&server.configuration, proxy());
-        if h2c {
-            let mut options = HttpServerOptions::default();
-            options.h2c = true;
-            http.server_options = Some(options);
-        }
+        let mut options = HttpServerOptions::default();
+        options.h2c = h2c;
+        options.h2_idle_timeout = Some(limits.keepalive_timeout.max(Duration::from_secs(1)));
+        http.server_options = Some(options);
+        http.h2_options = Some(h2_limits());
         let mut service = pingora::services::listening::Service::new(
             name.to_string(),
             EdgeApp::new(http, limits.clone(), gates.clone()),

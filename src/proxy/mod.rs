@@ -12,6 +12,9 @@
 //! - `downstream`: the [`Downstream`] facts, read once per request.
 //! - `target`: the request target, settled once per request: the path normalised in place
 //!   (`server.path`), the Host's IDNA labels checked.
+//! - `head`: request-head strictness (Host, request-target forms), checked once per request.
+//! - `interim`: the backend's interim (1xx) responses: how many, which reach the client, and
+//!   the wait for the final response.
 //! - `apply`: the router's decisions on Pingora's heads (rewrites, forwarding headers, edits).
 //! - `respond`: the one writer of the proxy's own answers.
 //! - `balance`: the proxy's side of backend choice, retries and failures.
@@ -27,6 +30,8 @@ mod downstream;
 pub mod errors;
 mod finish;
 pub mod gateway;
+mod head;
+mod interim;
 pub mod listeners;
 pub mod peer;
 mod respond;
@@ -77,6 +82,8 @@ pub struct RequestCtx {
     backend: Option<SocketAddr>,
     /// The URI sent upstream when the route rewrites the path (computed once per request).
     upstream_uri: Option<http::Uri>,
+    /// The backend's interim (1xx) responses so far, and the wait for the final one.
+    interim: interim::Interim,
 }
 
 impl TracegateProxy {
@@ -203,6 +210,7 @@ impl ProxyHttp for TracegateProxy {
             upstream: Attempts::default(),
             backend: None,
             upstream_uri: None,
+            interim: interim::Interim::default(),
         }
     }
 
@@ -222,13 +230,15 @@ impl ProxyHttp for TracegateProxy {
         Ok(())
     }
 
-    /// Answers a refused request target with 400, runs the entry filters (the HTTPS redirect
-    /// of a listener with `redirect_https`), then routes the request (and applies the route's own sampling ratio) and runs the route's
+    /// Refuses a request head that breaks HTTP's rules (`head`: 400, or answers `OPTIONS *`),
+    /// answers a refused request target with 400, then runs the entry filters (the HTTPS
+    /// redirect of a listener with `redirect_https`), then routes the request (and applies the
+    /// route's own sampling ratio) and runs the route's
     /// filters. No route: 404. A `respond` or `redirect` route answers here; a proxy route
     /// computes the path it sends upstream. Returns `true` when the response has been written
     /// and proxying stops.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        match self.route(session, ctx) {
+        match head::check(session.req_header()).or_else(|| self.route(session, ctx)) {
             Some(answer) => {
                 respond::write(session, ctx, answer).await?;
                 Ok(true)
@@ -293,17 +303,22 @@ impl ProxyHttp for TracegateProxy {
         if let Some(t) = &ctx.trace {
             hooks::inject(t, upstream_request)?;
         }
+        ctx.interim.sent();
         Ok(())
     }
 
-    /// Runs when the upstream response head arrives: time to first byte and status, and a
-    /// success for the backend's passive health (no retry after this).
+    /// Runs when an upstream response head arrives. An interim (1xx) one is only counted and
+    /// passed on or dropped (`interim`); for the final one: time to first byte and status,
+    /// and a success for the backend's passive health (no retry after this).
     async fn upstream_response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if interim::head(session, &mut ctx.interim, upstream_response)? {
+            return Ok(());
+        }
         balance::responded(ctx);
         if let Some(t) = &mut ctx.trace {
             hooks::upstream_response(t, upstream_response);
@@ -313,13 +328,17 @@ impl ProxyHttp for TracegateProxy {
 
     /// Runs before the upstream's response head goes downstream: applies the route's
     /// `response_headers` edits, records the response headers on the capture allowlist and adds
-    /// the trace response headers (`traceresponse`, the trace-id header) when configured.
+    /// the trace response headers (`traceresponse`, the trace-id header) when configured. An
+    /// interim (1xx) head goes on as the backend sent it.
     async fn response_filter(
         &self,
         _session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if interim::is_interim(upstream_response) {
+            return Ok(());
+        }
         if let Some(route) = ctx.route() {
             apply::apply_response_edits(&route.response_headers, upstream_response)?;
         }

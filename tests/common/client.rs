@@ -5,7 +5,8 @@
 //! * [`build_request`] / [`send_raw`]: the exact bytes a request is written as, and writing
 //!   any bytes verbatim.
 //! * [`read_response`] / [`Response`]: parses one HTTP/1.x response from any reader (skipping
-//!   1xx interim responses; `Content-Length`, chunked or read-to-close bodies).
+//!   1xx interim responses; `Content-Length`, chunked or read-to-close bodies);
+//!   [`read_response_with_interim`] also lists the interim responses.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -141,6 +142,20 @@ fn read_line_crlf<R: BufRead>(r: &mut R) -> std::io::Result<Option<String>> {
 
 /// Parses one HTTP/1.x response (skipping 1xx interim responses).
 pub fn read_response<R: BufRead>(r: &mut R, head_request: bool) -> std::io::Result<Response> {
+    read_response_with_interim(r, head_request).map(|(_, resp)| resp)
+}
+
+/// Interim responses [`read_response_with_interim`] reads before it gives up (a server that
+/// streams them without end).
+const MAX_INTERIM: usize = 1000;
+
+/// Parses one HTTP/1.x response and returns the statuses of the 1xx interim responses (other
+/// than 101) that came before it, in order (at most [`MAX_INTERIM`]).
+pub fn read_response_with_interim<R: BufRead>(
+    r: &mut R,
+    head_request: bool,
+) -> std::io::Result<(Vec<u16>, Response)> {
+    let mut interim = Vec::new();
     loop {
         let status_line = read_line_crlf(r)?.ok_or_else(|| {
             std::io::Error::new(
@@ -172,6 +187,12 @@ pub fn read_response<R: BufRead>(r: &mut R, head_request: bool) -> std::io::Resu
         }
 
         if (100..200).contains(&status) && status != 101 {
+            interim.push(status);
+            if interim.len() > MAX_INTERIM {
+                return Err(invalid(format!(
+                    "more than {MAX_INTERIM} interim responses"
+                )));
+            }
             continue;
         }
 
@@ -181,7 +202,7 @@ pub fn read_response<R: BufRead>(r: &mut R, head_request: bool) -> std::io::Resu
             body: Vec::new(),
         };
         if head_request || (100..200).contains(&status) || status == 204 || status == 304 {
-            return Ok(resp);
+            return Ok((interim, resp));
         }
         let chunked = resp
             .header_values("transfer-encoding")
@@ -199,7 +220,7 @@ pub fn read_response<R: BufRead>(r: &mut R, head_request: bool) -> std::io::Resu
         } else {
             r.read_to_end(&mut resp.body)?;
         }
-        return Ok(resp);
+        return Ok((interim, resp));
     }
 }
 

@@ -20,9 +20,12 @@
 //! * `server.rs`: the background-server plumbing the in-process servers share (not
 //!   re-exported).
 //!
-//! Two modules tests name as such:
+//! Modules tests name as such:
 //! * [`edge`]: TLS listeners, HTTP/2, WebSocket, streaming bodies.
 //! * [`backends`]: backends that misbehave on demand, for load-balancing and health tests.
+//! * [`raw`]: raw HTTP/1.1 on both sides (a backend with a strict parser that records exactly
+//!   what it was sent and answers as scripted, and a client that lists interim responses).
+//! * [`h2raw`]: HTTP/2 frames and HPACK written by hand, for malformed and abusive input.
 //!
 //! This file also keeps the few helpers all of them share: the polling interval, a lock that
 //! survives a panicking test thread, and header look-up in recorded header lists.
@@ -39,6 +42,8 @@ mod upstream;
 
 pub mod backends;
 pub mod edge;
+pub mod h2raw;
+pub mod raw;
 
 // Each test binary uses only part of the harness.
 #[allow(unused_imports)]

@@ -241,19 +241,27 @@ impl EdgeApp {
         Some(places)
     }
 
-    /// Whether the connection speaks HTTP/2: ALPN `h2` on TLS, the preface with h2c.
-    async fn is_h2(&self, stream: &mut Stream) -> bool {
-        if stream.get_ssl_digest().is_some() {
-            return matches!(stream.selected_alpn_proto(), Some(ALPN::H2));
-        }
-        if !self.h2c {
-            return false;
-        }
-        let mut buf = [0u8; H2_PREFACE.len()];
-        match tokio::time::timeout(self.limits.header_read_timeout, stream.try_peek(&mut buf)).await
-        {
-            Ok(Ok(true)) => buf == H2_PREFACE,
-            _ => false,
+    /// Whether a plain connection opens with the HTTP/2 preface (h2c with prior knowledge).
+    /// The bytes are read into the connection's buffer until they differ from the preface or
+    /// make all of it, so a short HTTP/1 request is not held waiting for 24 bytes.
+    async fn h2c_preface(&self, conn: &mut Conn) -> bool {
+        let deadline = Instant::now() + self.limits.header_read_timeout;
+        loop {
+            let seen = &conn.buf[..conn.buf.len().min(H2_PREFACE.len())];
+            if !H2_PREFACE.starts_with(seen) {
+                return false;
+            }
+            if seen.len() == H2_PREFACE.len() {
+                return true;
+            }
+            match tokio::time::timeout_at(deadline.into(), conn.read_more()).await {
+                Ok(Ok(n)) if n > 0 => {}
+                Ok(Ok(_)) => {
+                    conn.set_eof();
+                    return false;
+                }
+                _ => return false,
+            }
         }
     }
 
@@ -334,9 +342,8 @@ impl EdgeApp {
     }
 
     /// Serves the HTTP/1 requests of a connection, one after the other.
-    async fn serve_h1(&self, stream: Stream, places: Vec<Place>, shutdown: &ShutdownWatch) {
+    async fn serve_h1(&self, mut conn: Box<Conn>, places: Vec<Place>, shutdown: &ShutdownWatch) {
         let mut watch = shutdown.clone();
-        let mut conn = Box::new(Conn::new(stream));
         let mut served: u32 = 0;
         loop {
             let head = match self
@@ -405,15 +412,23 @@ async fn answer_and_close(conn: &mut Conn, status: u16) {
 impl ServerApp for EdgeApp {
     async fn process_new(
         self: &Arc<Self>,
-        mut stream: Stream,
+        stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
         let places = self.admit(&stream)?;
-        if self.is_h2(&mut stream).await {
+        let tls = stream.get_ssl_digest().is_some();
+        if tls && matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
             let _places = places;
             return ServerApp::process_new(&self.inner, stream, shutdown).await;
         }
-        self.serve_h1(stream, places, shutdown).await;
+        let mut conn = Box::new(Conn::new(stream));
+        if !tls && self.h2c && self.h2c_preface(&mut conn).await {
+            // Pingora's HTTP/2 server reads the preface again, from the buffer.
+            let _places = places;
+            conn.serve(Allow::All);
+            return ServerApp::process_new(&self.inner, conn, shutdown).await;
+        }
+        self.serve_h1(conn, places, shutdown).await;
         None
     }
 
