@@ -245,6 +245,12 @@ upstreams:
             ));
         }
     }
+    let logs = proxy.logs();
+    let errors: Vec<&str> = logs.lines().filter(|l| l.contains(" ERROR ")).collect();
+    assert!(
+        errors.is_empty(),
+        "malformed requests are the client's fault, logged at debug: {errors:#?}"
+    );
     assert!(
         failures.is_empty(),
         "{} of {} cases differ:\n{}\n--- proxy output ---\n{}",

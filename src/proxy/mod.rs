@@ -49,7 +49,7 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
 use pingora::protocols::Digest;
 use pingora::proxy::{FailToProxy, ProxyHttp, ProxyWarnLogContext, Session};
-use pingora::{Error, ErrorSource, ErrorType, Result};
+use pingora::{Error, ErrorSource, Result};
 use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -439,16 +439,20 @@ impl ProxyHttp for TracegateProxy {
     }
 
     /// Pingora's own error line is replaced by the one `logging` writes for upstream failures
-    /// (which carries the route, backend and trace id). A client that closes its connection
-    /// while its request is in flight is not an error of the proxy (nginx logs it at `info` as
-    /// "client prematurely closed connection"), so it is not logged either.
+    /// (which carries the route, backend and trace id). What a client does wrong is not an
+    /// error of the proxy: one that closes its connection while its request is in flight
+    /// (nginx logs it at `info` as "client prematurely closed connection"), stalls its body
+    /// past `body_read_timeout` or sends a malformed body gets its answer and a debug line.
     fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, error: &Error) -> bool {
         match error.esource() {
             ErrorSource::Upstream => true,
-            ErrorSource::Downstream => matches!(
-                error.etype(),
-                ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError
-            ),
+            // Whatever a client does wrong (goes away, stalls its body, sends a bad chunk) is
+            // answered and logged at debug level: a client must not be able to write error
+            // lines.
+            ErrorSource::Downstream => {
+                log::debug!("client error: {error}");
+                true
+            }
             _ => false,
         }
     }
