@@ -119,15 +119,14 @@ impl Conn {
             if self.buf.len() >= PIPELINE_BUFFER {
                 return Poll::Pending;
             }
-            let filled = self.buf.len();
-            self.buf.resize(filled + 4096, 0);
-            let mut rb = ReadBuf::new(&mut self.buf[filled..]);
+            // Nearly always nothing is there: a small array, not a zeroed buffer, per poll.
+            let mut tmp = [0u8; 1024];
+            let mut rb = ReadBuf::new(&mut tmp);
             let res = Pin::new(&mut self.io).poll_read(cx, &mut rb);
             let n = rb.filled().len();
-            self.buf.truncate(filled + n);
             match res {
                 Poll::Ready(Ok(())) if n == 0 => self.eof = true,
-                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Ok(())) => self.buf.extend_from_slice(&tmp[..n]),
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => return Poll::Pending,
             }
@@ -168,12 +167,11 @@ impl AsyncRead for Conn {
         }
         // Less may be read than the session asks for: read into the buffer, hand over the
         // allowed part, keep the rest.
-        let filled = this.buf.len();
-        this.buf.resize(filled + 4096, 0);
-        let mut rb = ReadBuf::new(&mut this.buf[filled..]);
+        let mut tmp = [0u8; 4096];
+        let mut rb = ReadBuf::new(&mut tmp);
         let res = Pin::new(&mut this.io).poll_read(cx, &mut rb);
         let n = rb.filled().len();
-        this.buf.truncate(filled + n);
+        this.buf.extend_from_slice(&tmp[..n]);
         match res {
             Poll::Ready(Ok(())) => {
                 if n == 0 {
