@@ -76,11 +76,11 @@ command -v c++ >/dev/null || { log "libfuzzer-sys needs a C++ compiler (apt-get 
 # One build per sanitizer, each in a target directory of its own (switching would rebuild all).
 bin_dir() { # sanitizer -> the directory of its binaries
   if [ "$1" = address ]; then echo target/x86_64-unknown-linux-gnu/release
-  else echo "target/$1/x86_64-unknown-linux-gnu/release"; fi
+  else echo "target/san-$1/x86_64-unknown-linux-gnu/release"; fi
 }
 sanitizer_of() { if [ "$1" = config ]; then echo "$CONFIG_SANITIZER"; else echo "$SANITIZER"; fi; }
 for san in $(for t in "${TARGETS[@]}"; do sanitizer_of "$t"; done | sort -u); do
-  dir=(); [ "$san" = address ] || dir=(--target-dir "target/$san")
+  dir=(); [ "$san" = address ] || dir=(--target-dir "target/san-$san")
   log "building the targets with sanitizer $san"
   nice -n "$JOBS_NICE" cargo +nightly fuzz build --sanitizer "$san" "${dir[@]}" "${FEATURES[@]}" 2>&1 | tail -1 >&2
 done
