@@ -19,6 +19,8 @@
 //! A failed connection is counted in `errors` and opened again for the next request; a
 //! request that takes longer than `--timeout` counts as an error too (and in `timeouts`).
 //! Responses other than 2xx are counted in `non2xx` (their latency is still recorded).
+//! With `--failures FILE`, each failed request (non-2xx, error, timeout) is also written to FILE
+//! as `unix_ms kind detail`, so a fault test can line failures up with what it did when.
 //! The result is one line on stdout:
 //!
 //! ```text
@@ -44,7 +46,7 @@ use tokio::task::JoinHandle;
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 const USAGE: &str = "usage: loadgen --url http://HOST:PORT/PATH [--rate REQ_PER_S (4000)] \
-[--duration SECS (10)] [--connections N (50)] [--timeout SECS (10)]";
+[--duration SECS (10)] [--connections N (50)] [--timeout SECS (10)] [--failures FILE]";
 
 struct Args {
     /// `host:port` to connect to.
@@ -57,6 +59,8 @@ struct Args {
     duration: Duration,
     connections: usize,
     timeout: Duration,
+    /// Where to write one line per failed request.
+    failures: Option<String>,
 }
 
 fn fail(msg: &str) -> ! {
@@ -70,6 +74,7 @@ fn parse_args() -> Args {
     let mut duration = 10.0;
     let mut connections = 50;
     let mut timeout = 10.0;
+    let mut failures = None;
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         if flag == "-h" || flag == "--help" {
@@ -92,6 +97,7 @@ fn parse_args() -> Args {
             "--duration" => duration = number(),
             "--connections" => connections = number() as usize,
             "--timeout" => timeout = number(),
+            "--failures" => failures = Some(value.clone()),
             _ => fail(&format!("unknown argument {flag}")),
         }
     }
@@ -119,6 +125,7 @@ fn parse_args() -> Args {
         duration: Duration::from_secs_f64(duration),
         connections: connections.max(1),
         timeout: Duration::from_secs_f64(timeout),
+        failures,
     }
 }
 
@@ -145,8 +152,8 @@ async fn connect(args: &Args) -> Result<Conn, BoxError> {
 }
 
 /// Sends one request on `conn` (opening it first when needed) and reads the whole response.
-/// Returns whether the status was 2xx.
-async fn request(conn: &mut Option<Conn>, args: &Args) -> Result<bool, BoxError> {
+/// Returns the response status.
+async fn request(conn: &mut Option<Conn>, args: &Args) -> Result<u16, BoxError> {
     // A connection the server has closed while idle is replaced without counting an error.
     if let Some(c) = conn {
         if c.sender.is_closed() || c.sender.ready().await.is_err() {
@@ -163,12 +170,12 @@ async fn request(conn: &mut Option<Conn>, args: &Args) -> Result<bool, BoxError>
         .header(hyper::header::USER_AGENT, "tracegate-loadgen")
         .body(Empty::new())?;
     let resp = c.sender.send_request(req).await?;
-    let ok = resp.status().is_success();
+    let status = resp.status().as_u16();
     let mut body = resp.into_body();
     while let Some(frame) = body.frame().await {
         frame?;
     }
-    Ok(ok)
+    Ok(status)
 }
 
 #[derive(Default)]
@@ -181,6 +188,8 @@ struct Tally {
     latency_us: Vec<u32>,
     lag_us: Vec<u32>,
     last_done: Option<Instant>,
+    /// `unix_ms kind detail` per failed request, kept only with `--failures`.
+    failures: Vec<String>,
 }
 
 impl Tally {
@@ -193,6 +202,16 @@ impl Tally {
         self.latency_us.extend(o.latency_us);
         self.lag_us.extend(o.lag_us);
         self.last_done = self.last_done.max(o.last_done);
+        self.failures.extend(o.failures);
+    }
+
+    fn failed(&mut self, args: &Args, kind: &str, detail: &str) {
+        if args.failures.is_some() {
+            let ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis());
+            self.failures.push(format!("{ms} {kind} {detail}"));
+        }
     }
 }
 
@@ -218,13 +237,14 @@ async fn run_connection(k: u64, args: Arc<Args>, t0: Instant, total: u64, stop: 
             // The run is over and this request was never sent: a timeout.
             tally.errors += 1;
             tally.timeouts += 1;
+            tally.failed(&args, "timeout", "never sent");
             continue;
         }
         tally.sent += 1;
         let result = tokio::time::timeout(args.timeout, request(&mut conn, &args)).await;
         let done = Instant::now();
         match result {
-            Ok(Ok(ok)) => {
+            Ok(Ok(status)) => {
                 // The generator's own lateness: from when this connection could have sent the
                 // request (its due time, or the end of the previous response) until it did.
                 let lag = start.saturating_duration_since(due.max(prev_done));
@@ -232,19 +252,22 @@ async fn run_connection(k: u64, args: Arc<Args>, t0: Instant, total: u64, stop: 
                 tally
                     .latency_us
                     .push(micros((done - due).saturating_sub(lag)));
-                if ok {
+                if (200..300).contains(&status) {
                     tally.ok += 1;
                 } else {
                     tally.non2xx += 1;
+                    tally.failed(&args, "status", &status.to_string());
                 }
             }
-            Ok(Err(_)) => {
+            Ok(Err(e)) => {
                 tally.errors += 1;
+                tally.failed(&args, "error", &format!("{e:?}").replace('\n', " "));
                 conn = None;
             }
             Err(_) => {
                 tally.errors += 1;
                 tally.timeouts += 1;
+                tally.failed(&args, "timeout", &format!("{:?}", args.timeout));
                 conn = None;
             }
         }
@@ -291,6 +314,16 @@ async fn run(args: Arc<Args>) -> Tally {
     all.latency_us.sort_unstable();
     all.lag_us.sort_unstable();
     let elapsed = all.last_done.map_or(0.0, |d| (d - t0).as_secs_f64());
+    if let Some(path) = &args.failures {
+        all.failures.sort_unstable();
+        let mut text = all.failures.join("\n");
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        if let Err(e) = std::fs::write(path, text) {
+            eprintln!("loadgen: cannot write {path}: {e}");
+        }
+    }
     let l = &all.latency_us;
     println!(
         "sent={} ok={} non2xx={} errors={} timeouts={} elapsed_s={:.3} rate={:.1} \
