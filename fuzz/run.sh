@@ -144,22 +144,23 @@ EOF
     set +e
     out=$(nice -n "$JOBS_NICE" "${ISOLATE[@]}" python3 -c '
 import resource, subprocess, sys
-r = subprocess.run(sys.argv[1:], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-sys.stdout.write(r.stdout.decode(errors="replace")[-4000:])
-print(f"\nRC={r.returncode} MAXRSS_KB={resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}")
-' "$(bin_dir "$CONFIG_SANITIZER")/config" -timeout="$LIMIT_TIMEOUT" -rss_limit_mb="$LIMIT_RSS_MB" -malloc_limit_mb="$LIMIT_RSS_MB" \
-      -artifact_prefix="$LIMITS/$name." "$f" 2>&1)
+r = subprocess.run(sys.argv[2:], stdout=open(sys.argv[1], "wb"), stderr=subprocess.STDOUT)
+print(f"RC={r.returncode} MAXRSS_KB={resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}")
+' "$LIMITS/$name.log" "$(bin_dir "$CONFIG_SANITIZER")/config" -timeout="$LIMIT_TIMEOUT" -rss_limit_mb="$LIMIT_RSS_MB" \
+      -malloc_limit_mb="$LIMIT_RSS_MB" -artifact_prefix="$LIMITS/$name." "$f" 2>&1)
     set -e
+    flog="$LIMITS/$name.log"
     secs=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
     rc=$(echo "$out" | sed -n 's/^RC=\(-\{0,1\}[0-9]*\).*/\1/p' | tail -1)
     rss=$(echo "$out" | sed -n 's/.*MAXRSS_KB=\([0-9]*\).*/\1/p' | tail -1)
     if [ "$rc" = 0 ]; then result=ok
-    elif echo "$out" | grep -q 'libFuzzer: timeout'; then result="TIMEOUT (> ${LIMIT_TIMEOUT}s)"
-    elif echo "$out" | grep -q 'out-of-memory'; then result="OUT OF MEMORY (> ${LIMIT_RSS_MB} MB: $(echo "$out" | grep -o 'out-of-memory ([^)]*)' | head -1))"
-    else result="CRASH: $(echo "$out" | grep -m1 -E 'panicked|ERROR' || echo "exit $rc")"; fi
+    elif grep -q 'libFuzzer: timeout' "$flog"; then result="TIMEOUT (> ${LIMIT_TIMEOUT}s)"
+    elif grep -q 'out-of-memory' "$flog"; then
+      result="OUT OF MEMORY ($(grep -m1 -o 'out-of-memory ([^;)]*[;)][^)]*)' "$flog" || echo "> $LIMIT_RSS_MB MB"))"
+    else result="CRASH: $(grep -m1 -E 'panicked|ERROR' "$flog" || echo "exit $rc")"; fi
     if [ "$result" != ok ]; then
       LIMITS_FAILED=$(( LIMITS_FAILED + 1 ))
-      mkdir -p artifacts/config && cp "$f" "artifacts/config/limits-$name"
+      mkdir -p artifacts/config && cp "$f" "artifacts/config/limits-$name" && cp "$flog" "artifacts/config/limits-$name.log"
       result="$result; kept as fuzz/artifacts/config/limits-$name"
     fi
     printf '%-36s %8d %10s %10d  %s\n' "$name" "$(( $(stat -c %s "$f") / 1024 ))" "$secs" "$(( ${rss:-0} / 1024 ))" "$result" >> "$LIMITS/table"
@@ -201,7 +202,7 @@ for t in "${TARGETS[@]}"; do
   PIDS=()
   secs=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
   execs=$(sed -n 's/^stat::number_of_executed_units: *\([0-9]*\)/\1/p' "$logf" | tail -1)
-  [ -n "$execs" ] || execs=$(grep -o '^#[0-9]*' "$logf" | tail -1 | tr -d '#')
+  [ -n "$execs" ] || execs=$(grep -o '^#[0-9]*' "$logf" | tail -1 | tr -d '#' || true)
   rss=$(sed -n 's/^stat::peak_rss_mb: *\([0-9]*\)/\1/p' "$logf" | tail -1)
   artifact=$(sed -n 's/.*Test unit written to \(\S*\).*/\1/p' "$logf" | tail -1)
   crashes=0 note=""
