@@ -10,6 +10,7 @@
 use crate::net::split_host_port;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
 /// Facts about the downstream connection and the request head, computed once per request.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -119,6 +120,72 @@ pub struct UpstreamPart {
     pub attempts: u32,
 }
 
+/// One upstream attempt (the first try or a retry), timed by the proxy whether or not the
+/// request is traced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptRecord {
+    /// The backend tried.
+    pub backend: SocketAddr,
+    /// When the attempt began (its backend was chosen).
+    pub started: Instant,
+    /// The TCP connect time of a new connection; `None` for a pooled one or before connecting.
+    pub connect: Option<Duration>,
+    /// From the start of the attempt to the final response head (time to first byte).
+    pub ttfb: Option<Duration>,
+    /// The final status the backend answered with (`None`: it did not answer).
+    pub status: Option<u16>,
+    /// Why the attempt failed, when it did (`error.type`).
+    pub error_type: Option<&'static str>,
+    /// When the attempt ended: its response read in full, or its failure. `None` while open
+    /// (an exchange closes it when the request ends).
+    pub ended: Option<Instant>,
+    /// The attempt's CLIENT span, when the request is traced.
+    pub span_id: Option<[u8; 8]>,
+}
+
+impl AttemptRecord {
+    /// A new attempt to `backend`, starting now.
+    pub fn begin(backend: SocketAddr, span_id: Option<[u8; 8]>) -> AttemptRecord {
+        AttemptRecord {
+            backend,
+            started: Instant::now(),
+            connect: None,
+            ttfb: None,
+            status: None,
+            error_type: None,
+            ended: None,
+            span_id,
+        }
+    }
+
+    /// The final response head arrived now; 1xx heads are interim and do not count
+    /// (RFC 9110 §15.2), except 101 which ends the HTTP exchange.
+    pub fn responded(&mut self, status: u16) {
+        if self.ttfb.is_none() && (status >= 200 || status == 101) {
+            self.ttfb = Some(self.started.elapsed());
+            self.status = Some(status);
+        }
+    }
+
+    /// The attempt ended now (its response read in full); a second call changes nothing.
+    pub fn done(&mut self) {
+        self.ended.get_or_insert_with(Instant::now);
+    }
+
+    /// The attempt failed now for `error_type` (the first failure is kept).
+    pub fn failed(&mut self, error_type: &'static str) {
+        self.error_type.get_or_insert(error_type);
+        self.done();
+    }
+
+    /// From the start of the attempt to its end (or to `now` if it is still open).
+    pub fn duration(&self, now: Instant) -> Duration {
+        self.ended
+            .unwrap_or(now)
+            .saturating_duration_since(self.started)
+    }
+}
+
 /// Why a request failed, when it did.
 #[derive(Clone, Copy)]
 pub struct Failure<'a> {
@@ -150,6 +217,24 @@ pub struct Exchange<'a> {
     /// The request path without the query, as routed: normalised (`server.path`), or as
     /// received when it was refused.
     pub path: &'a str,
+    /// The query as received (never changed by the proxy), without the `?`; raw, so a
+    /// consumer that records it redacts it first.
+    pub query: Option<&'a str>,
+    /// The request's HTTP version (`network.protocol.version`).
+    pub version: http::Version,
+    /// The `User-Agent` header, when present and visible ASCII.
+    pub user_agent: Option<&'a str>,
+    /// When the request head had been read (wall clock).
+    pub start: SystemTime,
+    /// From the request head read to the end of the request (the whole request).
+    pub duration: Duration,
+    /// Request body bytes read from the client (after de-chunking).
+    pub request_body_bytes: u64,
+    /// Response body bytes written to the client.
+    pub response_body_bytes: u64,
+    /// Every upstream attempt, in order (empty when the request was not proxied); the last
+    /// is closed at the end of the request.
+    pub attempts: &'a [AttemptRecord],
     /// The matched route's name (`http.route`).
     pub route: Option<&'a str>,
     /// The status written downstream; 0 when none was (the client went away, or the
@@ -161,6 +246,11 @@ pub struct Exchange<'a> {
 }
 
 impl Exchange<'_> {
+    /// The last upstream attempt, when there was one.
+    pub fn last_attempt(&self) -> Option<&AttemptRecord> {
+        self.attempts.last()
+    }
+
     /// The `error.type` of a request that ended without a response, when there was an error.
     pub fn unanswered_error(&self) -> Option<&'static str> {
         match &self.failure {
@@ -203,6 +293,57 @@ mod tests {
             assert_eq!(d.port(), *port, "{why}");
             assert_eq!(d.authority(), authority.map(str::trim), "{why}");
         }
+    }
+
+    #[test]
+    fn attempt_record_keeps_the_final_response_and_the_first_failure() {
+        let backend: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        // (statuses seen, final status kept, reason)
+        type Case<'a> = (&'a [u16], Option<u16>, &'a str);
+        let cases: &[Case] = &[
+            (
+                &[],
+                None,
+                "no response head: no status, no time to first byte",
+            ),
+            (&[200], Some(200), "a plain response"),
+            (
+                &[100, 103, 204],
+                Some(204),
+                "1xx heads are interim (RFC 9110 §15.2)",
+            ),
+            (&[101], Some(101), "101 ends the HTTP exchange"),
+            (
+                &[502, 200],
+                Some(502),
+                "the first final head is the response",
+            ),
+        ];
+        for (seen, want, why) in cases {
+            let mut a = AttemptRecord::begin(backend, None);
+            for s in *seen {
+                a.responded(*s);
+            }
+            assert_eq!(a.status, *want, "{why}");
+            assert_eq!(a.ttfb.is_some(), want.is_some(), "{why}");
+        }
+        let mut a = AttemptRecord::begin(backend, None);
+        a.failed("timeout");
+        a.failed("connection_refused");
+        assert_eq!(
+            a.error_type,
+            Some("timeout"),
+            "the first failure is the attempt's"
+        );
+        let end = a.ended.expect("a failure ends the attempt");
+        a.done();
+        assert_eq!(a.ended, Some(end), "a later end changes nothing");
+        let later = end + Duration::from_secs(5);
+        assert_eq!(
+            a.duration(later),
+            end - a.started,
+            "a closed attempt keeps its length"
+        );
     }
 
     #[test]

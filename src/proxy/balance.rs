@@ -5,6 +5,7 @@
 //! [`crate::upstream::UpstreamPool`].
 
 use super::{errors, RequestCtx};
+use crate::exchange::AttemptRecord;
 use crate::upstream::{Failure, FailureStage, HashKey, UpstreamPool};
 use pingora::prelude::HttpPeer;
 use pingora::proxy::Session;
@@ -49,6 +50,9 @@ pub(super) fn peer_for_attempt(
             t.set_attempt_tls();
         }
     }
+    let span_id = ctx.trace.as_ref().and_then(|t| t.attempt_span_id());
+    ctx.attempts
+        .push(AttemptRecord::begin(backend, span_id.map(|s| s.0)));
     let mut peer = up.peer.peer(pool, backend, session.is_upgrade_req());
     if let Some(left) = ctx.upstream.time_left() {
         limit_to(&mut peer, left);

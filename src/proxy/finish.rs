@@ -8,6 +8,7 @@ use crate::observe;
 use pingora::proxy::Session;
 use pingora::{Error, ErrorSource};
 use std::borrow::Cow;
+use std::time::Instant;
 
 /// Builds the request's record and hands it to its consumers.
 pub(super) fn finish(session: &Session, ctx: &mut RequestCtx, e: Option<&Error>) {
@@ -15,10 +16,29 @@ pub(super) fn finish(session: &Session, ctx: &mut RequestCtx, e: Option<&Error>)
         return;
     };
     let req = session.req_header();
+    let now = Instant::now();
+    // An attempt still open ended with the request: failed when the request failed upstream.
+    if let Some(a) = ctx.attempts.last_mut().filter(|a| a.ended.is_none()) {
+        match e.filter(|e| e.esource() == &ErrorSource::Upstream) {
+            Some(e) => a.failed(errors::error_type(e)),
+            None => a.ended = Some(now),
+        }
+    }
     let x = Exchange {
         downstream: &ctx.downstream,
         method: &req.method,
         path: req.uri.path(),
+        query: req.uri.query(),
+        version: req.version,
+        user_agent: req
+            .headers
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok()),
+        start: ctx.started.0,
+        duration: now.saturating_duration_since(ctx.started.1),
+        request_body_bytes: session.body_bytes_read() as u64,
+        response_body_bytes: session.body_bytes_sent() as u64,
+        attempts: &ctx.attempts,
         route: ctx.route().map(|r| &*r.name),
         status: session.response_written().map_or(0, |r| r.status.as_u16()),
         upstream: ctx.upstream().map(|u| UpstreamPart {

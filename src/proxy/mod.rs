@@ -39,7 +39,7 @@ mod target;
 
 pub use gateway::{Gateway, SharedGateway, Upstream};
 
-use crate::exchange::Downstream;
+use crate::exchange::{AttemptRecord, Downstream};
 use crate::routing::{Answer, Chain, EncodedSet, Route, Verdict};
 use crate::trace::{hooks, RequestInfo, RequestTrace};
 use crate::upstream::Attempts;
@@ -53,7 +53,7 @@ use pingora::{Error, ErrorSource, Result};
 use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 /// The proxy: the live routing state. Shared by all worker threads.
 pub struct TracegateProxy {
@@ -84,6 +84,12 @@ pub struct RequestCtx {
     upstream_uri: Option<http::Uri>,
     /// The backend's interim (1xx) responses so far, and the wait for the final one.
     interim: interim::Interim,
+    /// When the request head had been read (wall clock and monotonic), for the request's
+    /// record.
+    started: (SystemTime, Instant),
+    /// Each upstream attempt as the proxy timed it (for the access log and the metrics,
+    /// whether or not the request is traced).
+    attempts: Vec<AttemptRecord>,
 }
 
 impl TracegateProxy {
@@ -158,8 +164,11 @@ impl RequestCtx {
         self.gateway.router.routes().get(self.route?)
     }
 
-    /// Records a failed upstream attempt on its CLIENT span.
+    /// Records a failed upstream attempt, on its CLIENT span too.
     fn attempt_failed(&mut self, e: &Error) {
+        if let Some(a) = self.attempts.last_mut() {
+            a.failed(errors::error_type(e));
+        }
         if let Some(t) = &mut self.trace {
             t.attempt_failed(Cow::Borrowed(errors::error_type(e)), e.to_string());
         }
@@ -211,6 +220,8 @@ impl ProxyHttp for TracegateProxy {
             backend: None,
             upstream_uri: None,
             interim: interim::Interim::default(),
+            started: (SystemTime::now(), Instant::now()),
+            attempts: Vec::new(),
         }
     }
 
@@ -223,6 +234,7 @@ impl ProxyHttp for TracegateProxy {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        ctx.started = (SystemTime::now(), Instant::now());
         ctx.downstream = downstream::read(session);
         ctx.target = target::settle(session, &ctx.downstream, ctx.gateway.router.path_policy());
         let info = request_info(session, &ctx.downstream);
@@ -270,6 +282,13 @@ impl ProxyHttp for TracegateProxy {
         digest: Option<&Digest>,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if let Some(a) = ctx.attempts.last_mut() {
+            a.connect = if reused {
+                None
+            } else {
+                hooks::connect_duration(digest)
+            };
+        }
         if let Some(t) = &mut ctx.trace {
             hooks::connected(t, reused, digest);
         }
@@ -320,6 +339,9 @@ impl ProxyHttp for TracegateProxy {
             return Ok(());
         }
         balance::responded(ctx);
+        if let Some(a) = ctx.attempts.last_mut() {
+            a.responded(upstream_response.status.as_u16());
+        }
         if let Some(t) = &mut ctx.trace {
             hooks::upstream_response(t, upstream_response);
         }
@@ -356,6 +378,11 @@ impl ProxyHttp for TracegateProxy {
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<Option<Duration>> {
+        if end_of_stream {
+            if let Some(a) = ctx.attempts.last_mut() {
+                a.done();
+            }
+        }
         if let Some(t) = &mut ctx.trace {
             hooks::upstream_body(t, end_of_stream);
         }

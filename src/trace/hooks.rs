@@ -61,11 +61,16 @@ pub fn start(tracer: &Tracer, session: &Session) -> RequestTrace {
 /// Records that the attempt has a connection; a new one's TCP connect time comes from the
 /// connection digest (`timing_digest[0]`, the transport layer).
 pub fn connected(trace: &mut RequestTrace, reused: bool, digest: Option<&Digest>) {
-    let connect = digest
+    trace.attempt_connected(reused, connect_duration(digest));
+}
+
+/// The TCP connect time of a connection, from its digest (`timing_digest[0]`, the transport
+/// layer); `None` when the digest has none (a pooled connection keeps its first).
+pub fn connect_duration(digest: Option<&Digest>) -> Option<std::time::Duration> {
+    digest
         .and_then(|d| d.timing_digest.first())
         .and_then(|t| t.as_ref())
-        .and_then(|t| t.establishment_duration);
-    trace.attempt_connected(reused, connect);
+        .and_then(|t| t.establishment_duration)
 }
 
 /// Writes the trace context onto the request going upstream, in every configured format

@@ -349,6 +349,15 @@ impl RequestTrace {
         });
     }
 
+    /// The CLIENT span of the current attempt, when one is open and the request is sampled
+    /// (only then is the span exported, so only then can a record point at it).
+    pub fn attempt_span_id(&self) -> Option<SpanId> {
+        self.attempt
+            .as_ref()
+            .filter(|_| self.is_sampled())
+            .map(|a| a.span_id)
+    }
+
     /// The current attempt goes to its backend over TLS (`https` in `url.full`).
     pub fn set_attempt_tls(&mut self) {
         if let Some(a) = &mut self.attempt {
