@@ -109,6 +109,12 @@ http {
       proxy_pass http://origin;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
+      # The forwarding headers tracegate sends for an untrusted client (src/routing/forwarded.rs),
+      # so both proxies do the same work per request.
+      proxy_set_header X-Forwarded-For \$remote_addr;
+      proxy_set_header X-Forwarded-Proto \$scheme;
+      proxy_set_header X-Forwarded-Host \$host;
+      proxy_set_header Forwarded "for=\$remote_addr;proto=\$scheme;host=\$host";
     }
   }
 }
