@@ -34,6 +34,10 @@ pub(super) fn finish(session: &Session, ctx: &mut RequestCtx, e: Option<&Error>)
             .headers
             .get(http::header::USER_AGENT)
             .and_then(|v| v.to_str().ok()),
+        referer: req
+            .headers
+            .get(http::header::REFERER)
+            .and_then(|v| v.to_str().ok()),
         start: ctx.started.0,
         duration: now.saturating_duration_since(ctx.started.1),
         request_body_bytes: session.body_bytes_read() as u64,
