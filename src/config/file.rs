@@ -20,6 +20,30 @@ pub struct FileConfig {
     pub upstreams: BTreeMap<String, FileUpstream>,
     #[serde(default)]
     pub forwarded: FileForwarded,
+    /// No key: no access log.
+    pub access_log: Option<FileAccessLog>,
+}
+
+/// `access_log`: one line per finished request.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileAccessLog {
+    /// `stdout`, `stderr` or a file path.
+    pub path: Option<String>,
+    /// `json` or `combined`.
+    pub format: Option<String>,
+    #[serde(default)]
+    pub filters: FileAccessLogFilters,
+    /// Lines queued for the writer before new ones are dropped.
+    pub queue_size: Option<usize>,
+}
+
+/// `access_log.filters`: a line is kept when any of them matches.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileAccessLogFilters {
+    pub status: Option<FileStatusList>,
+    pub slower_than: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
