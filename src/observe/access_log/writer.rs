@@ -261,7 +261,17 @@ fn open(target: &Target) -> std::io::Result<Box<dyn Write + Send>> {
     Ok(match target {
         Target::Stdout => Box::new(std::io::stdout()),
         Target::Stderr => Box::new(std::io::stderr()),
-        Target::File(p) => Box::new(OpenOptions::new().append(true).create(true).open(p)?),
+        // 0644 before the umask, as nginx creates its logs.
+        Target::File(p) => {
+            use std::os::unix::fs::OpenOptionsExt;
+            Box::new(
+                OpenOptions::new()
+                    .append(true)
+                    .create(true)
+                    .mode(0o644)
+                    .open(p)?,
+            )
+        }
     })
 }
 
