@@ -42,8 +42,9 @@ const WRITE_BUFFER: usize = 64 * 1024;
 pub struct AccessLogStats {
     /// Lines handed to the file (or stdout/stderr).
     pub written: AtomicU64,
-    /// Lines dropped because the queue was full (`tracegate_access_log_dropped_total`).
-    pub dropped: AtomicU64,
+    /// Lines dropped because the queue was full (`tracegate_access_log_dropped_total`); an
+    /// `Arc` of its own, so the metrics can hold this counter alone.
+    pub dropped: Arc<AtomicU64>,
     /// Lines lost because writing or opening the file failed.
     pub write_failed: AtomicU64,
     /// `dropped` at the last warning.
@@ -57,7 +58,7 @@ impl Default for AccessLogStats {
     fn default() -> Self {
         AccessLogStats {
             written: AtomicU64::new(0),
-            dropped: AtomicU64::new(0),
+            dropped: Arc::default(),
             write_failed: AtomicU64::new(0),
             reported: AtomicU64::new(0),
             last_report: AtomicU64::new(0),
