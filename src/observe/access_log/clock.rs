@@ -2,9 +2,50 @@
 //! (`2026-12-01T23:02:31.042Z`) and nginx's `$time_local` for `combined`
 //! (`01/Dec/2026:23:02:31 +0000`). The calendar fields come from the `time` crate; a wall
 //! clock outside its range (years ±9999) is written as the Unix epoch rather than panic.
+//!
+//! Each thread keeps the text of the last second it wrote (as nginx caches its time strings),
+//! so a line costs the calendar arithmetic once per second and thread, not once per line.
 
+use std::cell::Cell;
 use std::time::{SystemTime, UNIX_EPOCH};
 use time::OffsetDateTime;
+
+/// The first second of year 10000: later times are out of `time`'s range.
+const YEAR_10000: u64 = 253_402_300_800;
+
+thread_local! {
+    /// `(second since the epoch, "YYYY-MM-DDTHH:MM:SS")` last written by this thread.
+    static RFC3339_SECOND: Cell<(u64, [u8; 19])> = const { Cell::new((u64::MAX, [0; 19])) };
+    /// `(second since the epoch, "DD/Mon/YYYY:HH:MM:SS +0000")` last written by this thread.
+    static NGINX_SECOND: Cell<(u64, [u8; 26])> = const { Cell::new((u64::MAX, [0; 26])) };
+}
+
+/// The text of `t`'s second from `cache`, made by `write` (into an empty buffer) when the
+/// cache holds another second; `None` for a time before the epoch or after year 9999.
+fn cached_second<const N: usize>(
+    cache: &'static std::thread::LocalKey<Cell<(u64, [u8; N])>>,
+    t: SystemTime,
+    write: fn(&mut Vec<u8>, SystemTime),
+) -> Option<([u8; N], u32)> {
+    let d = t.duration_since(UNIX_EPOCH).ok()?;
+    let secs = d.as_secs();
+    if secs >= YEAR_10000 {
+        return None;
+    }
+    let ms = d.subsec_millis();
+    let text = cache.with(|c| {
+        let (cached, text) = c.get();
+        if cached == secs {
+            return Some(text);
+        }
+        let mut v = Vec::with_capacity(N);
+        write(&mut v, UNIX_EPOCH + std::time::Duration::from_secs(secs));
+        let text: [u8; N] = v.try_into().ok()?;
+        c.set((secs, text));
+        Some(text)
+    })?;
+    Some((text, ms))
+}
 
 /// Month names as nginx writes them (`ngx_http_time`: English, three letters).
 const MONTHS: [&[u8; 3]; 12] = [
@@ -38,8 +79,25 @@ fn push_padded(out: &mut Vec<u8>, n: u32, width: usize) {
 
 /// `t` as RFC 3339 in UTC with milliseconds (`YYYY-MM-DDTHH:MM:SS.mmmZ`, RFC 3339 §5.6).
 pub(super) fn rfc3339_millis(out: &mut Vec<u8>, t: SystemTime) {
+    match cached_second(&RFC3339_SECOND, t, rfc3339_second) {
+        Some((second, ms)) => {
+            out.extend_from_slice(&second);
+            out.push(b'.');
+            push_padded(out, ms, 3);
+        }
+        None => {
+            rfc3339_second(out, t);
+            out.push(b'.');
+            push_padded(out, utc(t).millisecond().into(), 3);
+        }
+    }
+    out.push(b'Z');
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` of `t`, in UTC.
+fn rfc3339_second(out: &mut Vec<u8>, t: SystemTime) {
     let dt = utc(t);
-    let (h, m, s, ms) = dt.to_hms_milli();
+    let (h, m, s) = dt.to_hms();
     push_year(out, dt.year());
     out.push(b'-');
     push_padded(out, u8::from(dt.month()).into(), 2);
@@ -51,13 +109,17 @@ pub(super) fn rfc3339_millis(out: &mut Vec<u8>, t: SystemTime) {
     push_padded(out, m.into(), 2);
     out.push(b':');
     push_padded(out, s.into(), 2);
-    out.push(b'.');
-    push_padded(out, ms.into(), 3);
-    out.push(b'Z');
 }
 
 /// `t` as nginx's `$time_local` (`%02d/%s/%d:%02d:%02d:%02d +0000`), in UTC.
 pub(super) fn nginx_local(out: &mut Vec<u8>, t: SystemTime) {
+    match cached_second(&NGINX_SECOND, t, nginx_second) {
+        Some((second, _)) => out.extend_from_slice(&second),
+        None => nginx_second(out, t),
+    }
+}
+
+fn nginx_second(out: &mut Vec<u8>, t: SystemTime) {
     let dt = utc(t);
     let (h, m, s) = dt.to_hms();
     push_padded(out, dt.day().into(), 2);
@@ -144,6 +206,33 @@ mod tests {
         for (t, want_rfc, want_local, why) in cases {
             assert_eq!(rfc(*t), *want_rfc, "{why}");
             assert_eq!(local(*t), *want_local, "{why}");
+        }
+    }
+
+    /// Lines within one second come from the cache; the next second is computed again.
+    #[test]
+    fn the_cached_second_changes_with_the_second() {
+        let at = |ms: u64| UNIX_EPOCH + Duration::from_millis(1_700_000_000_000 + ms);
+        for (ms, want_rfc, want_local) in [
+            (
+                998,
+                "2023-11-14T22:13:20.998Z",
+                "14/Nov/2023:22:13:20 +0000",
+            ),
+            (
+                999,
+                "2023-11-14T22:13:20.999Z",
+                "14/Nov/2023:22:13:20 +0000",
+            ),
+            (
+                1000,
+                "2023-11-14T22:13:21.000Z",
+                "14/Nov/2023:22:13:21 +0000",
+            ),
+            (5, "2023-11-14T22:13:20.005Z", "14/Nov/2023:22:13:20 +0000"),
+        ] {
+            assert_eq!(rfc(at(ms)), want_rfc);
+            assert_eq!(local(at(ms)), want_local);
         }
     }
 

@@ -7,7 +7,7 @@ use crate::trace::capture::QueryMode;
 use proptest::prelude::*;
 use regex::Regex;
 use serde_json::{json, Value};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -483,4 +483,41 @@ fn combined_regex() -> &'static Regex {
         )
         .unwrap()
     })
+}
+
+proptest! {
+    /// Differential: the digit-by-digit writers against `Display`, for any address and number.
+    #[test]
+    fn number_and_address_writers_match_display(
+        v4 in any::<[u8; 4]>(),
+        v6 in any::<[u16; 8]>(),
+        port in any::<u16>(),
+        scope in prop_oneof![Just(0u32), any::<u32>()],
+        n in any::<u64>(),
+        us in any::<u64>(),
+        id in any::<[u8; 16]>(),
+    ) {
+        let text = |f: &dyn Fn(&mut Vec<u8>)| {
+            let mut v = Vec::new();
+            f(&mut v);
+            String::from_utf8(v).unwrap()
+        };
+        let ip4 = IpAddr::from(v4);
+        let ip6 = IpAddr::from(v6);
+        prop_assert_eq!(text(&|v| push_ip(v, ip4)), ip4.to_string());
+        prop_assert_eq!(text(&|v| push_ip(v, ip6)), ip6.to_string());
+        let s4 = SocketAddr::new(ip4, port);
+        let s6 = SocketAddr::V6(std::net::SocketAddrV6::new(v6.into(), port, 0, scope));
+        prop_assert_eq!(text(&|v| push_socket_addr(v, s4)), s4.to_string());
+        prop_assert_eq!(text(&|v| push_socket_addr(v, s6)), s6.to_string());
+        prop_assert_eq!(text(&|v| push_u64(v, n)), n.to_string());
+        prop_assert_eq!(
+            text(&|v| push_ms(v, Duration::from_micros(us))),
+            format!("{}.{:03}", us / 1000, us % 1000)
+        );
+        prop_assert_eq!(
+            text(&|v| push_hex(v, &id)),
+            id.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        );
+    }
 }
