@@ -1,10 +1,10 @@
 //! Assembling and running the server: listeners, the span pipeline, the Pingora server, and
 //! the flush of queued spans at shutdown.
 
-use crate::admin::{AdminState, Lifecycle, SharedConfigDump};
+use crate::admin::{AdminState, Lifecycle, SharedConfigDump, StateSources};
 use crate::config::{Config, ProcessEnv};
 use crate::listeners::{ListenerCertificates, ListenerSpec, Redirects};
-use crate::observe::metrics::{Metrics, StateSources};
+use crate::observe::metrics::Metrics;
 use crate::proxy::connection::{Gate, Gates};
 use crate::proxy::TracegateProxy;
 use crate::reload::Reloader;
@@ -239,7 +239,7 @@ pub fn run(config: Config, opts: RunOptions) -> Result<(), StartError> {
             access_log_dropped: None,
         };
         let state = AdminState {
-            registry: crate::observe::metrics::registry(metrics, sources),
+            registry: crate::admin::registry(metrics, sources),
             gateway: gateway.clone(),
             lifecycle: Arc::clone(&lifecycle),
             config: dump,

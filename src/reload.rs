@@ -11,21 +11,14 @@
 use crate::admin::{ConfigDump, SharedConfigDump};
 use crate::config::{self, Config, ConfigError, Env};
 use crate::listeners::{ListenerCertificates, RedirectHttps};
-use crate::observe::metrics::Metrics;
+use crate::observe::metrics::{Metrics, ReloadStats};
 use crate::proxy::{Gateway, SharedGateway};
 use crate::trace::Tracer;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// How many reloads were applied and refused since start (`tracegate_config_reloads_total`).
-#[derive(Debug, Default)]
-pub struct ReloadStats {
-    pub applied: AtomicU64,
-    pub refused: AtomicU64,
-}
 
 /// What a reload did.
 #[derive(Debug, PartialEq)]

@@ -342,7 +342,21 @@ fn a_scrape_parses_and_counts_each_kind_of_request() {
     }
     http_request(&p.addr(), "BREW", "/api/pot", &[], b"");
     http_get(&p.addr(), "/nowhere", &[]);
-    let s = scrape(&admin);
+    // A request is recorded when it ends, just after its response was written.
+    let total = |s: &prometheus_parse::Scrape| -> f64 {
+        s.samples
+            .iter()
+            .filter(|x| x.metric == "http_server_request_duration_seconds_count")
+            .map(|x| match x.value {
+                prometheus_parse::Value::Untyped(v) => v,
+                _ => 0.0,
+            })
+            .sum()
+    };
+    let s = poll("all 7 requests recorded", || {
+        let s = scrape(&admin);
+        (total(&s) == 7.0).then_some(s)
+    });
     let port = up.port().to_string();
     let count = "http_server_request_duration_seconds_count";
     // (metric, labels, value, why)

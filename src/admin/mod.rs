@@ -28,7 +28,10 @@
 //! (Envoy's advice for its admin interface). The address takes a restart.
 
 mod http;
+mod state;
 mod views;
+
+pub use state::{registry, StateSources};
 
 use crate::proxy::SharedGateway;
 use arc_swap::ArcSwap;

@@ -17,33 +17,32 @@
 //!   series, when it first appears, and the number of series is capped. Exemplars carry the
 //!   trace and span ids of sampled (exported) requests only, so each one opens a trace the
 //!   tracing backend has.
-//! - **At scrape time** ([`state`]): backend health, open connections and the connection
-//!   layer's counters, config reloads, certificate expiry and the span pipeline are read from
-//!   the atomics their owners already keep; nothing is added to a request for them.
+//! - **At scrape time** (the admin listener's collector, `crate::admin`): backend health, open
+//!   connections and the connection layer's counters, config reloads ([`ReloadStats`], counted
+//!   by the reloader), certificate expiry and the span pipeline are read from the atomics their
+//!   owners already keep; nothing is added to a request for them.
 //!
 //! There is no path or host label on any metric: a client must not be able to create series.
 
 mod labels;
 mod record;
 mod series;
-pub mod state;
 
 pub use labels::TraceExemplar;
 pub use record::record;
 pub use series::MAX_SERIES;
-pub use state::StateSources;
 
 use labels::{Labels, METHODS};
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::exemplar::HistogramWithExemplars;
+use prometheus_client::metrics::exemplar::{Exemplar, HistogramWithExemplars};
 use prometheus_client::metrics::MetricType;
-use prometheus_client::registry::{Registry, Unit};
+use prometheus_client::registry::Unit;
 use series::SeriesMap;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, RwLock};
 
 /// The bucket boundaries of the duration histograms, in seconds: the semantic conventions'
@@ -336,7 +335,7 @@ impl Collector for RequestCollector {
         )?;
         for (name, n) in &retries {
             let labels = [("tracegate_upstream", &**name)];
-            state::encode_counter(&mut family.encode_family(&labels)?, *n)?;
+            encode_counter(&mut family.encode_family(&labels)?, *n)?;
         }
         Ok(())
     }
@@ -364,14 +363,17 @@ fn encode_histograms<K: std::hash::Hash + Eq + Clone>(
     result
 }
 
-/// A registry with the per-request metrics and the process state of `sources`, for the admin
-/// listener's `/metrics`. Another part of the proxy with metrics of its own (the access log's
-/// `tracegate_access_log_dropped_total`) adds them through [`StateSources`].
-pub fn registry(metrics: &'static Metrics, sources: StateSources) -> Registry {
-    let mut registry = Registry::default();
-    registry.register_collector(Box::new(metrics.collector()));
-    registry.register_collector(Box::new(sources));
-    registry
+/// A counter sample without exemplar.
+pub fn encode_counter(e: &mut MetricEncoder<'_>, v: u64) -> Result<(), std::fmt::Error> {
+    e.encode_counter::<NoLabelSet, u64, u64>(&v, None::<&Exemplar<NoLabelSet, u64>>)
+}
+
+/// How many config reloads were applied and refused since start
+/// (`tracegate_config_reloads_total{result}`); the reloader counts, the admin listener reads.
+#[derive(Debug, Default)]
+pub struct ReloadStats {
+    pub applied: AtomicU64,
+    pub refused: AtomicU64,
 }
 
 #[cfg(test)]

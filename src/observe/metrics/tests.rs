@@ -78,7 +78,8 @@ fn attempt(port: u16, status: Option<u16>, error: Option<&'static str>, span: u8
 }
 
 fn scrape(m: &'static Metrics) -> (prometheus_parse::Scrape, String, String) {
-    let registry = registry(m, StateSources::default());
+    let mut registry = prometheus_client::registry::Registry::default();
+    registry.register_collector(Box::new(m.collector()));
     let mut plain = String::new();
     prometheus_text::encode(&mut plain, &registry).unwrap();
     let mut om = String::new();

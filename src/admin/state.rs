@@ -1,5 +1,6 @@
-//! The metrics of the process's state, read at scrape time from the atomics their owners keep:
-//! nothing here adds work to a request.
+//! The metrics of the process's state, read at scrape time from the atomics their owners keep
+//! (nothing here adds work to a request), beside the per-request metrics of
+//! [`crate::observe::metrics`].
 //!
 //! - `tracegate_upstream_backend_up`: 1 while a backend is available (passing its health check
 //!   and not ejected after failed attempts), from the current config generation's pools.
@@ -15,15 +16,14 @@
 //! - `tracegate_access_log_dropped_total`, from the access log when there is one.
 
 use crate::listeners::ListenerCertificates;
+use crate::observe::metrics::{encode_counter, Metrics, ReloadStats};
 use crate::proxy::connection::Gates;
 use crate::proxy::SharedGateway;
-use crate::reload::ReloadStats;
 use crate::trace::SpanSink;
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, MetricEncoder, NoLabelSet};
-use prometheus_client::metrics::exemplar::Exemplar;
+use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::metrics::MetricType;
-use prometheus_client::registry::Unit;
+use prometheus_client::registry::{Registry, Unit};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
@@ -47,9 +47,14 @@ pub struct StateSources {
     pub access_log_dropped: Option<Arc<AtomicU64>>,
 }
 
-/// A counter sample without exemplar.
-pub(super) fn encode_counter(e: &mut MetricEncoder<'_>, v: u64) -> Result<(), std::fmt::Error> {
-    e.encode_counter::<NoLabelSet, u64, u64>(&v, None::<&Exemplar<NoLabelSet, u64>>)
+/// A registry with the per-request `metrics` and the process state of `sources`, for
+/// `/metrics`. Another part of the proxy with metrics of its own (the access log's
+/// `tracegate_access_log_dropped_total`) adds them through [`StateSources`].
+pub fn registry(metrics: &'static Metrics, sources: StateSources) -> Registry {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(metrics.collector()));
+    registry.register_collector(Box::new(sources));
+    registry
 }
 
 /// A family of counters, one per label set.
