@@ -11,7 +11,15 @@ if [ "${#missing[@]}" -gt 0 ]; then
   SUDO=""
   if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
   echo "installing ${missing[*]} (cmake builds Pingora; prometheus runs in the metrics test)..." >&2
+  # The metrics test starts a Prometheus server of its own, on a free port: keep the package
+  # from starting its service on port 9090 (a policy-rc.d already there is left as it is).
+  policy=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    policy=/usr/sbin/policy-rc.d
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+    $SUDO chmod +x "$policy"
+  fi
   $SUDO apt-get update -qq
-  # The metrics test starts a Prometheus server of its own, on a free port.
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+  if [ -n "$policy" ]; then $SUDO rm -f "$policy"; fi
 fi
