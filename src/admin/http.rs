@@ -43,6 +43,8 @@ pub(super) fn serve(
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        .max_blocking_threads(4)
+        .thread_name("admin-answer")
         .build()
         .map_err(fail)?;
     let loopback = bound.ip().is_loopback();
@@ -91,9 +93,19 @@ pub(super) fn serve(
                     };
                     let state = Arc::clone(&state);
                     tokio::spawn(async move {
+                        // Answers are made on the blocking pool: rendering a large `/config`
+                        // or `/metrics` must not hold up `/ping` on another connection.
                         let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                            let answer = answer(&req, &state, loopback);
-                            async move { Ok::<_, Infallible>(answer) }
+                            let state = Arc::clone(&state);
+                            async move {
+                                let made = tokio::task::spawn_blocking(move || {
+                                    answer(&req, &state, loopback)
+                                })
+                                .await;
+                                Ok::<_, Infallible>(made.unwrap_or_else(|_| {
+                                    text(StatusCode::INTERNAL_SERVER_ERROR, "admin error\n")
+                                }))
+                            }
                         });
                         let conn = hyper::server::conn::http1::Builder::new()
                             .timer(hyper_util::rt::TokioTimer::new())

@@ -7,15 +7,69 @@
 //! new combination of labels goes to one overflow series labelled `otel_metric_overflow="true"`,
 //! as the OpenTelemetry metrics SDK does at its cardinality limit (SDK spec, "Cardinality
 //! limits"), so no traffic can grow the scrape or the memory without bound.
+//!
+//! Keys are hashed with [`KeyHasher`], a multiply-rotate hash (rustc's FxHash): std's SipHash
+//! cost ~500 instructions per lookup of these few integers, more than the histogram update
+//! itself. Flooding is no concern here: a key's parts are small bounded integers, and the map
+//! never holds more than [`MAX_SERIES`] of them.
 
 use super::labels::Labels;
 use arc_swap::ArcSwap;
 use std::collections::HashMap;
-use std::hash::Hash;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::{Arc, Mutex, OnceLock};
 
 /// The most series one metric keeps (the OpenTelemetry SDK's default cardinality limit).
 pub const MAX_SERIES: usize = 2000;
+
+/// FxHash: each word is mixed in with a rotate, a xor and a multiplication.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct KeyHasher(u64);
+
+impl KeyHasher {
+    #[inline]
+    fn add(&mut self, word: u64) {
+        const K: u64 = 0x517c_c1b7_2722_0a95;
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(K);
+    }
+}
+
+impl Hasher for KeyHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+    }
+    #[inline]
+    fn write_u8(&mut self, n: u8) {
+        self.add(n.into());
+    }
+    #[inline]
+    fn write_u16(&mut self, n: u16) {
+        self.add(n.into());
+    }
+    #[inline]
+    fn write_u32(&mut self, n: u32) {
+        self.add(n.into());
+    }
+    #[inline]
+    fn write_u64(&mut self, n: u64) {
+        self.add(n);
+    }
+    #[inline]
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
+    }
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type Map<K, M> = HashMap<K, Arc<Series<M>>, BuildHasherDefault<KeyHasher>>;
 
 /// One series: its labels and its metric.
 #[derive(Debug)]
@@ -27,7 +81,7 @@ pub(super) struct Series<M> {
 /// The series of one metric, by key.
 #[derive(Debug)]
 pub(super) struct SeriesMap<K, M> {
-    map: ArcSwap<HashMap<K, Arc<Series<M>>>>,
+    map: ArcSwap<Map<K, M>>,
     grow: Mutex<()>,
     overflow: OnceLock<Series<M>>,
     limit: usize,
@@ -36,7 +90,7 @@ pub(super) struct SeriesMap<K, M> {
 impl<K: Hash + Eq + Clone, M> SeriesMap<K, M> {
     pub(super) fn new(limit: usize) -> Self {
         SeriesMap {
-            map: ArcSwap::from_pointee(HashMap::new()),
+            map: ArcSwap::from_pointee(Map::default()),
             grow: Mutex::new(()),
             overflow: OnceLock::new(),
             limit,
@@ -81,7 +135,7 @@ impl<K: Hash + Eq + Clone, M> SeriesMap<K, M> {
         }
         let (labels, m) = make();
         let s = Arc::new(Series { labels, metric: m });
-        let mut next = HashMap::clone(&current);
+        let mut next = Map::clone(&current);
         next.insert(key.clone(), Arc::clone(&s));
         self.map.store(Arc::new(next));
         f(&s.metric);
