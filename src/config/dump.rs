@@ -25,7 +25,11 @@ pub const REDACTED: &str = "REDACTED";
 /// config loaded from `source` (its text, `Config::source`) with `telemetry` in effect. A text
 /// that does not parse (it was loaded, so this does not happen) shows as `"config": null`.
 pub fn redacted(source: &str, telemetry: &TelemetrySettings, file: &str) -> Value {
-    let tree = serde_yaml::from_str::<serde_yaml::Value>(source)
+    // Parsed again under the same alias budget as at load (`super::budget`), so a file's
+    // aliases cannot make the dump larger than its load was allowed to be.
+    let budget = super::budget::Budget::for_text(source.len());
+    let de = super::budget::Budgeted::new(serde_yaml::Deserializer::from_str(source), &budget);
+    let tree = <serde_yaml::Value as serde::Deserialize>::deserialize(de)
         .map(|v| {
             let mut path = Vec::new();
             redact(yaml_to_json(v), &mut path)
