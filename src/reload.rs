@@ -8,12 +8,15 @@
 //! exporter) are only applied by a restart or a graceful upgrade; a reload that changes them
 //! says so in the log.
 
+use crate::admin::{ConfigDump, SharedConfigDump};
 use crate::config::{self, Config, ConfigError, Env};
 use crate::listeners::{ListenerCertificates, RedirectHttps};
+use crate::observe::metrics::{Metrics, ReloadStats};
 use crate::proxy::{Gateway, SharedGateway};
 use crate::trace::Tracer;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,6 +40,11 @@ pub struct Reloader {
     /// The config the process started with. Its process-level keys stay in force until a
     /// restart, so every reload compares against them.
     started: Config,
+    stats: Arc<ReloadStats>,
+    /// The process's metrics, which each new generation resolves its routes into.
+    metrics: Option<&'static Metrics>,
+    /// The admin listener's `/config`, replaced with each applied config.
+    dump: Option<SharedConfigDump>,
 }
 
 impl Reloader {
@@ -58,7 +66,27 @@ impl Reloader {
             tracer,
             certificates,
             started,
+            stats: Arc::default(),
+            metrics: None,
+            dump: None,
         }
+    }
+
+    /// New generations record into `metrics`.
+    pub fn with_metrics(mut self, metrics: Option<&'static Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Each applied config replaces the admin listener's `/config` in `dump`.
+    pub fn with_config_dump(mut self, dump: Option<SharedConfigDump>) -> Self {
+        self.dump = dump;
+        self
+    }
+
+    /// The counts of applied and refused reloads.
+    pub fn stats(&self) -> Arc<ReloadStats> {
+        Arc::clone(&self.stats)
     }
 
     /// Loads and checks the file and, when it is valid, swaps it in. Logs one line either way.
@@ -68,7 +96,10 @@ impl Reloader {
             Ok(new) => {
                 let restart_only = restart_only_changes(&self.started, &new);
                 self.gateway
-                    .store(Arc::new(gateway_for(&new, &self.tracer)));
+                    .store(Arc::new(gateway_for(&new, &self.tracer, self.metrics)));
+                if let Some(d) = &self.dump {
+                    d.store(Arc::new(config_dump(&new, &self.path)));
+                }
                 // Certificates are re-read on every reload, so a renewed certificate is
                 // served after a SIGHUP. Changed listeners are reported with `listen` below.
                 let certificates = match self.certificates.replace(&new.listeners) {
@@ -89,6 +120,10 @@ impl Reloader {
                 }
                 Outcome::Applied { restart_only }
             }
+        };
+        match &outcome {
+            Outcome::Applied { .. } => self.stats.applied.fetch_add(1, Relaxed),
+            Outcome::Refused(_) => self.stats.refused.fetch_add(1, Relaxed),
         };
         if let Outcome::Refused(e) = &outcome {
             log::error!(
@@ -145,14 +180,22 @@ impl Reloader {
 }
 
 /// The routing state of `config` for the proxy (at start-up and on every reload), with the
-/// process's span sink.
-pub fn gateway_for(config: &Config, tracer: &Tracer) -> Gateway {
+/// process's span sink and metrics.
+pub fn gateway_for(config: &Config, tracer: &Tracer, metrics: Option<&'static Metrics>) -> Gateway {
     Gateway::new(
         config.router.clone(),
         &config.upstreams,
         tracer,
         config.telemetry.options.clone(),
     )
+    .with_metrics(metrics)
+}
+
+/// `config` as the admin listener's `/config` shows it (rendered, redacted, when asked for).
+pub fn config_dump(config: &Config, path: &Path) -> ConfigDump {
+    let (source, telemetry) = (Arc::clone(&config.source), config.telemetry.clone());
+    let file = path.display().to_string();
+    ConfigDump::new(move || config::dump::redacted(&source, &telemetry, &file))
 }
 
 /// The process-level keys whose change a reload cannot apply.
@@ -161,6 +204,7 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     [
         ("listen", listener_shape(old) != listener_shape(new)),
         ("server", old.server != new.server),
+        ("admin", old.admin != new.admin),
         ("telemetry.service_name", o.service_name != n.service_name),
         ("telemetry.resource", o.resource != n.resource),
         ("telemetry.exporter", o.exporter != n.exporter),

@@ -20,6 +20,15 @@ pub struct FileConfig {
     pub upstreams: BTreeMap<String, FileUpstream>,
     #[serde(default)]
     pub forwarded: FileForwarded,
+    /// `admin`: the admin listener; absent, there is none.
+    pub admin: Option<FileAdmin>,
+}
+
+/// `admin`: the admin listener (`/ping`, `/ready`, `/metrics`, `/upstreams`, `/config`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileAdmin {
+    pub listen: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -2,8 +2,8 @@
 //! ([`model`]).
 //!
 //! River's split: serde structs that refuse unknown keys, then one check per top-level key
-//! (`listeners`, `server`, `telemetry`, `routes`, `forwarded`, `upstreams`) that builds the
-//! settings type its domain owns ([`crate::listeners::ListenerSpec`],
+//! (`listeners`, `server`, `telemetry`, `routes`, `forwarded`, `upstreams`, `admin`) that builds
+//! the settings type its domain owns ([`crate::listeners::ListenerSpec`],
 //! [`crate::upstream::UpstreamSpec`], [`crate::routing::Router`], [`crate::trace::TraceOptions`],
 //! ...). The domains never import this module; only the binary, the server assembly and the
 //! reloader do. `check` is the kit the checks share; [`defaults`] holds every default.
@@ -11,9 +11,11 @@
 //! Loading never panics: every problem becomes a [`ConfigError`] naming the file, the key and
 //! the reason, which `tracegate --check` prints and the server refuses to start with.
 
+mod admin;
 mod budget;
 mod check;
 pub mod defaults;
+pub mod dump;
 pub mod file;
 mod forwarded;
 mod listeners;
@@ -126,5 +128,7 @@ pub fn load_str(text: &str, name: &str, env: &dyn Env) -> Result<Config, ConfigE
             reason: e.into_inner().to_string(),
         }
     })?;
-    Config::from_file(file, name, env)
+    let mut config = Config::from_file(file, name, env)?;
+    config.source = std::sync::Arc::from(text);
+    Ok(config)
 }

@@ -1,6 +1,6 @@
 //! The checked, typed configuration ([`Config`]), built from the file structs by one check per
 //! top-level key, each in its own file: `listen` ([`super::listeners`]), `server`, `telemetry`,
-//! `routes`, `forwarded` and `upstreams`; `server.path` goes to the router ([`super::path`]).
+//! `routes`, `forwarded`, `upstreams` and `admin`; `server.path` goes to the router ([`super::path`]).
 //! Environment variables (`OTEL_*`, OpenTelemetry's standard names) override file values.
 //! Every default lives in [`super::defaults`].
 
@@ -8,6 +8,7 @@ use super::check::Ctx;
 use super::file::FileConfig;
 use super::server::ServerSettings;
 use super::{ConfigError, Env};
+use crate::admin::AdminSettings;
 use crate::listeners::ListenerSpec;
 use crate::routing::Router;
 use crate::trace::export::settings::TelemetrySettings;
@@ -24,6 +25,12 @@ pub struct Config {
     pub router: Router,
     /// Upstream pools, indexed by `RouteAction::Proxy::upstream`.
     pub upstreams: Vec<UpstreamSpec>,
+    /// The admin listener, when `admin` is there.
+    pub admin: Option<AdminSettings>,
+    /// The config file's text as loaded (empty for a config built from file structs), for the
+    /// admin listener's `/config`, which shows it with its secrets redacted
+    /// ([`super::dump`]).
+    pub source: std::sync::Arc<str>,
 }
 
 impl Config {
@@ -40,12 +47,15 @@ impl Config {
         let router = Router::new(routes)
             .with_forwarded(super::forwarded::check_forwarded(&c, &f.forwarded)?)
             .with_path_policy(path_policy);
+        let admin = super::admin::check_admin(&c, f.admin.as_ref(), &listeners)?;
         Ok(Config {
             listeners,
             server,
             telemetry,
             router,
             upstreams,
+            admin,
+            source: std::sync::Arc::from(""),
         })
     }
 }

@@ -1,5 +1,5 @@
-//! What the proxy records about finished requests besides their spans: log lines now; the
-//! access log and the metrics are to live here too.
+//! What the proxy records about finished requests besides their spans: log lines and the
+//! metrics ([`metrics`]); the access log is to live here too.
 //!
 //! Every consumer takes the one [`Exchange`] the proxy builds when a request ends (in
 //! `logging`, the last phase, which runs for every request however it ended) and none goes
@@ -14,6 +14,7 @@
 //!   waits.
 
 mod log;
+pub mod metrics;
 
 pub use self::log::upstream_failure;
 

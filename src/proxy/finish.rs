@@ -1,6 +1,7 @@
 //! The end of a request (`logging`, which runs for every request however it ended): its
 //! [`Exchange`] is built once, from the context and the response written, and handed to each
-//! consumer: the error line of an upstream failure and the end of the request's spans.
+//! consumer: the error line of an upstream failure, the metrics and the end of the request's
+//! spans.
 
 use super::{errors, RequestCtx};
 use crate::exchange::{Exchange, Failure, TraceRef, UpstreamPart};
@@ -58,6 +59,7 @@ pub(super) fn finish(session: &Session, ctx: &mut RequestCtx, e: Option<&Error>)
         }),
     };
     observe::upstream_failure(&x);
+    observe::metrics::record(ctx.gateway.metrics.as_ref(), ctx.route, &x);
     // The SERVER span ends with the record's outcome; an upstream failure also ends the
     // attempt that was open.
     if let Some(f) = x.failure.filter(|f| f.upstream) {

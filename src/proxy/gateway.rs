@@ -6,6 +6,7 @@
 //! first phase to its last, and the old state is dropped once its last request has finished.
 
 use super::peer::PeerTemplate;
+use crate::observe::metrics::{Metrics, Resolved};
 use crate::routing::{RouteAction, Router};
 use crate::trace::{TraceOptions, Tracer};
 use crate::upstream::{HealthChecks, UpstreamPool, UpstreamSpec};
@@ -29,6 +30,8 @@ pub struct Gateway {
     /// The process's span sink with this config's `telemetry` options (sampler, trust,
     /// capture, propagators, response headers).
     pub tracer: Tracer,
+    /// This generation's metric handles (by route), when the process keeps metrics.
+    pub metrics: Option<Resolved>,
     /// The active health checks of the pools; they stop when this generation is dropped.
     _health_checks: Option<HealthChecks>,
 }
@@ -57,8 +60,26 @@ impl Gateway {
             router,
             upstreams,
             tracer: tracer.clone().with_options(options),
+            metrics: None,
             _health_checks: health_checks,
         }
+    }
+
+    /// This generation recording into `metrics`: each route's name and upstream resolved once,
+    /// here, into the handles requests use.
+    pub fn with_metrics(mut self, metrics: Option<&'static Metrics>) -> Self {
+        self.metrics = metrics.map(|m| {
+            m.resolve(self.router.routes().iter().map(|r| {
+                let upstream = match &r.action {
+                    RouteAction::Proxy { upstream } => {
+                        self.upstreams.get(*upstream).map(|u| &*u.pool.name)
+                    }
+                    RouteAction::Respond { .. } | RouteAction::Redirect(_) => None,
+                };
+                (&*r.name, upstream)
+            }))
+        });
+        self
     }
 
     /// For a proxy route (by index in the router): its upstream.
