@@ -1,11 +1,25 @@
 #!/usr/bin/env bash
-# Installs what building tracegate needs beyond a Rust toolchain: cmake (Pingora builds zlib-ng
-# with it). Debian/Ubuntu only; does nothing when cmake is already there.
+# Installs what building and testing tracegate needs beyond a Rust toolchain: cmake (Pingora
+# builds zlib-ng with it) and prometheus (the metrics test runs a real Prometheus server, which
+# must scrape both exposition formats and store exemplars). Debian/Ubuntu only; does nothing
+# when both are already there.
 set -euo pipefail
-if ! command -v cmake >/dev/null 2>&1; then
+missing=()
+command -v cmake >/dev/null 2>&1 || missing+=(cmake)
+command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+if [ "${#missing[@]}" -gt 0 ]; then
   SUDO=""
   if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-  echo "installing cmake (needed to build Pingora)..." >&2
+  echo "installing ${missing[*]} (cmake builds Pingora; prometheus runs in the metrics test)..." >&2
+  # The metrics test starts a Prometheus server of its own, on a free port: keep the package
+  # from starting its service on port 9090 (a policy-rc.d already there is left as it is).
+  policy=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    policy=/usr/sbin/policy-rc.d
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+    $SUDO chmod +x "$policy"
+  fi
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq cmake >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+  if [ -n "$policy" ]; then $SUDO rm -f "$policy"; fi
 fi

@@ -1,9 +1,11 @@
 //! Assembling and running the server: listeners, the span pipeline, the access log's writer,
 //! the Pingora server, and the flush of queued spans and log lines at shutdown.
 
+use crate::admin::{AdminState, Lifecycle, SharedConfigDump, StateSources};
 use crate::config::{Config, ProcessEnv};
 use crate::listeners::{ListenerCertificates, ListenerSpec, Redirects};
 use crate::observe::access_log::AccessLogSink;
+use crate::observe::metrics::Metrics;
 use crate::proxy::connection::{Gate, Gates};
 use crate::proxy::TracegateProxy;
 use crate::reload::Reloader;
@@ -142,20 +144,37 @@ pub fn run(config: Config, opts: RunOptions) -> Result<(), StartError> {
     let gates = connection_gates(&config.server.http);
     let pipeline = start_pipeline(&config.telemetry).map_err(StartError)?;
     let tracer = Tracer::new(pipeline.as_ref().map(|p| p.sink()));
+    // Metrics are kept only when the admin listener can show them.
+    let metrics = config.admin.map(|_| Metrics::leak(pipeline.is_some()));
     // Started whether or not the config has an access log, so a reload can turn it on.
     let access_log = AccessLogSink::start(crate::reload::access_log_queue_size(&config))
         .map_err(|e| StartError(format!("cannot start the access log's writer: {e}")))?;
-    let gateway =
-        crate::proxy::gateway::shared(crate::reload::gateway_for(&config, &tracer, &access_log));
+    let gateway = crate::proxy::gateway::shared(crate::reload::gateway_for(
+        &config,
+        &tracer,
+        metrics,
+        &access_log,
+    ));
     // A config reload swaps certificates through this handle; listeners themselves cannot
     // change while running.
     let certificates = ListenerCertificates::new(&config.listeners);
+    let config_file = opts
+        .config_path
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("-"));
+    let dump: Option<SharedConfigDump> = config.admin.map(|_| {
+        Arc::new(arc_swap::ArcSwap::from_pointee(crate::reload::config_dump(
+            &config,
+            &config_file,
+        )))
+    });
+    let mut reloads = None;
     if let Some(path) = &opts.config_path {
         let watch = config
             .server
             .watch_config
             .then_some(config.server.watch_interval);
-        Reloader::new(
+        let reloader = Reloader::new(
             path,
             Box::new(ProcessEnv),
             gateway.clone(),
@@ -164,8 +183,12 @@ pub fn run(config: Config, opts: RunOptions) -> Result<(), StartError> {
             access_log.clone(),
             config.clone(),
         )
-        .spawn(watch)
-        .map_err(|e| StartError(format!("cannot start the config reloader: {e}")))?;
+        .with_metrics(metrics)
+        .with_config_dump(dump.clone());
+        reloads = Some(reloader.stats());
+        reloader
+            .spawn(watch)
+            .map_err(|e| StartError(format!("cannot start the config reloader: {e}")))?;
     }
     let t = &config.telemetry;
     log::info!(
@@ -225,13 +248,37 @@ pub fn run(config: Config, opts: RunOptions) -> Result<(), StartError> {
     )
     .map_err(StartError)?;
     log_certificates(&config.listeners, &listen);
+    let lifecycle = Arc::new(Lifecycle::default());
+    if let (Some(settings), Some(metrics), Some(dump)) = (&config.admin, metrics, dump) {
+        let sources = StateSources {
+            gateway: Some(gateway.clone()),
+            connections: Some(gates.clone()),
+            certificates: Some(certificates.clone()),
+            reloads,
+            spans: pipeline.as_ref().map(|p| p.sink()),
+            // The writer exists with or without an access log (a reload can turn it on).
+            access_log_dropped: Some(Arc::clone(&access_log.stats().dropped)),
+        };
+        let state = AdminState {
+            registry: crate::admin::registry(metrics, sources),
+            gateway: gateway.clone(),
+            lifecycle: Arc::clone(&lifecycle),
+            config: dump,
+        };
+        // With --upgrade the old process still holds the admin port until it exits.
+        let wait = opts
+            .upgrade
+            .then(|| config.server.grace_period + config.server.shutdown_timeout + FLUSH_TIMEOUT);
+        crate::admin::start(settings, state, server.watch_execution_phase(), wait)
+            .map_err(StartError)?;
+    }
     let endpoints = config
         .listeners
         .iter()
         .zip(reserved)
         .map(|(l, r)| (r, l.tls.is_some()))
         .collect();
-    announce_when_listening(&server, endpoints);
+    announce_when_listening(&server, endpoints, lifecycle);
     server.run(RunArgs::default());
 
     flush_access_log(&access_log, config.access_log.is_some());
@@ -279,13 +326,18 @@ fn flush_access_log(access_log: &AccessLogSink, configured: bool) {
 }
 
 /// Logs `listening on http://ADDR` (`https://` for a TLS listener) for each listener once it
-/// accepts connections, then releases its reservation.
+/// accepts connections, then releases its reservation. Once every listener accepts, the
+/// process is ready (the admin listener's `/ready`).
 ///
 /// Pingora binds inside `Server::run`, after this function returns, so the line comes from a
 /// thread that waits for the server's `Running` phase and then connects to each address (a
 /// TLS listener gets a complete handshake, so it logs no handshake error): whoever reads the
 /// line (an operator, a supervisor, a test) can connect right away.
-fn announce_when_listening(server: &Server, listen: Vec<(ReservedListener, bool)>) {
+fn announce_when_listening(
+    server: &Server,
+    listen: Vec<(ReservedListener, bool)>,
+    lifecycle: Arc<Lifecycle>,
+) {
     let mut phases = server.watch_execution_phase();
     let spawned = std::thread::Builder::new()
         .name("listen-check".into())
@@ -298,6 +350,7 @@ fn announce_when_listening(server: &Server, listen: Vec<(ReservedListener, bool)
                     Err(RecvError::Closed) => return,
                 }
             }
+            let mut all_up = true;
             for (reserved, tls) in listen {
                 let addr = reserved.addr;
                 let target = SocketAddr::new(reachable_ip(addr.ip()), addr.port());
@@ -317,10 +370,14 @@ fn announce_when_listening(server: &Server, listen: Vec<(ReservedListener, bool)
                     }
                     if std::time::Instant::now() >= deadline {
                         log::warn!("{addr} is not accepting connections yet");
+                        all_up = false;
                         break;
                     }
                     std::thread::sleep(Duration::from_millis(5));
                 }
+            }
+            if all_up {
+                lifecycle.set_ready();
             }
         });
     if let Err(e) = spawned {

@@ -14,10 +14,12 @@
 //!   with the live routing state of one config generation (`proxy::Gateway`).
 //! - [`exchange`]: the per-request record: the downstream facts, read once, and how the
 //!   request ended.
-//! - [`observe`]: the consumers of finished requests besides spans (log lines).
+//! - [`observe`]: the consumers of finished requests besides spans (log lines, metrics).
 //! - [`reload`]: reloading the config file on SIGHUP or when it changes.
+//! - [`admin`]: the admin listener (`/ping`, `/ready`, `/metrics`, `/upstreams`, `/config`).
 //! - [`app`]: assembling and running the server.
 
+pub mod admin;
 pub mod app;
 pub mod config;
 pub mod exchange;

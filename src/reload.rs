@@ -12,14 +12,17 @@
 //! The same thread catches SIGUSR1, which reopens the access log's file (logrotate renames it,
 //! then signals), as nginx does.
 
+use crate::admin::{ConfigDump, SharedConfigDump};
 use crate::config::{self, Config, ConfigError, Env};
 use crate::listeners::{ListenerCertificates, RedirectHttps};
 use crate::observe::access_log::AccessLogSink;
+use crate::observe::metrics::{Metrics, ReloadStats};
 use crate::observe::AccessLog;
 use crate::proxy::{Gateway, SharedGateway};
 use crate::trace::Tracer;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,6 +48,11 @@ pub struct Reloader {
     /// The config the process started with. Its process-level keys stay in force until a
     /// restart, so every reload compares against them.
     started: Config,
+    stats: Arc<ReloadStats>,
+    /// The process's metrics, which each new generation resolves its routes into.
+    metrics: Option<&'static Metrics>,
+    /// The admin listener's `/config`, replaced with each applied config.
+    dump: Option<SharedConfigDump>,
 }
 
 impl Reloader {
@@ -68,7 +76,27 @@ impl Reloader {
             certificates,
             access_log,
             started,
+            stats: Arc::default(),
+            metrics: None,
+            dump: None,
         }
+    }
+
+    /// New generations record into `metrics`.
+    pub fn with_metrics(mut self, metrics: Option<&'static Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Each applied config replaces the admin listener's `/config` in `dump`.
+    pub fn with_config_dump(mut self, dump: Option<SharedConfigDump>) -> Self {
+        self.dump = dump;
+        self
+    }
+
+    /// The counts of applied and refused reloads.
+    pub fn stats(&self) -> Arc<ReloadStats> {
+        Arc::clone(&self.stats)
     }
 
     /// Loads and checks the file and, when it is valid, swaps it in. Logs one line either way.
@@ -77,8 +105,15 @@ impl Reloader {
             Err(e) => Outcome::Refused(e),
             Ok(new) => {
                 let restart_only = restart_only_changes(&self.started, &new);
-                self.gateway
-                    .store(Arc::new(gateway_for(&new, &self.tracer, &self.access_log)));
+                self.gateway.store(Arc::new(gateway_for(
+                    &new,
+                    &self.tracer,
+                    self.metrics,
+                    &self.access_log,
+                )));
+                if let Some(d) = &self.dump {
+                    d.store(Arc::new(config_dump(&new, &self.path)));
+                }
                 // Certificates are re-read on every reload, so a renewed certificate is
                 // served after a SIGHUP. Changed listeners are reported with `listen` below.
                 let certificates = match self.certificates.replace(&new.listeners) {
@@ -99,6 +134,10 @@ impl Reloader {
                 }
                 Outcome::Applied { restart_only }
             }
+        };
+        match &outcome {
+            Outcome::Applied { .. } => self.stats.applied.fetch_add(1, Relaxed),
+            Outcome::Refused(_) => self.stats.refused.fetch_add(1, Relaxed),
         };
         if let Outcome::Refused(e) = &outcome {
             log::error!(
@@ -165,9 +204,15 @@ impl Reloader {
 }
 
 /// The routing state of `config` for the proxy (at start-up and on every reload), with the
-/// process's span sink, and its access log writing through the process's `access_log` writer,
-/// which is pointed at this config's target (none when the config has no access log).
-pub fn gateway_for(config: &Config, tracer: &Tracer, access_log: &AccessLogSink) -> Gateway {
+/// process's span sink and metrics, and its access log writing through the process's
+/// `access_log` writer, which is pointed at this config's target (none when the config has no
+/// access log).
+pub fn gateway_for(
+    config: &Config,
+    tracer: &Tracer,
+    metrics: Option<&'static Metrics>,
+    access_log: &AccessLogSink,
+) -> Gateway {
     access_log.set_target(config.access_log.as_ref().map(|a| a.target.clone()));
     Gateway::new(
         config.router.clone(),
@@ -179,6 +224,14 @@ pub fn gateway_for(config: &Config, tracer: &Tracer, access_log: &AccessLogSink)
             .as_ref()
             .map(|a| AccessLog::new(a, access_log)),
     )
+    .with_metrics(metrics)
+}
+
+/// `config` as the admin listener's `/config` shows it (rendered, redacted, when asked for).
+pub fn config_dump(config: &Config, path: &Path) -> ConfigDump {
+    let (source, telemetry) = (Arc::clone(&config.source), config.telemetry.clone());
+    let file = path.display().to_string();
+    ConfigDump::new(move || config::dump::redacted(&source, &telemetry, &file))
 }
 
 /// The access log's queue size in `config` (the default without an access log), which the
@@ -196,6 +249,7 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     [
         ("listen", listener_shape(old) != listener_shape(new)),
         ("server", old.server != new.server),
+        ("admin", old.admin != new.admin),
         ("telemetry.service_name", o.service_name != n.service_name),
         ("telemetry.resource", o.resource != n.resource),
         ("telemetry.exporter", o.exporter != n.exporter),

@@ -125,6 +125,9 @@ pub const HEALTH_CHECK_STATUS: (u16, u16) = (200, 399);
 pub const HEALTHY_THRESHOLD: u32 = 1;
 /// `upstreams.*.health_check.unhealthy_threshold`: nginx Plus's `fails` default.
 pub const UNHEALTHY_THRESHOLD: u32 = 1;
+/// `admin.listen` when `admin` is there without it: loopback only, on Envoy's customary admin
+/// port. Anything else is a choice to make knowingly (the admin shows the config and metrics).
+pub const ADMIN_LISTEN: &str = "127.0.0.1:9901";
 /// `server.threads`: worker threads; 0 in the file also means this.
 pub fn threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())

@@ -20,8 +20,17 @@ pub struct FileConfig {
     pub upstreams: BTreeMap<String, FileUpstream>,
     #[serde(default)]
     pub forwarded: FileForwarded,
+    /// `admin`: the admin listener; absent, there is none.
+    pub admin: Option<FileAdmin>,
     /// No key: no access log.
     pub access_log: Option<FileAccessLog>,
+}
+
+/// `admin`: the admin listener (`/ping`, `/ready`, `/metrics`, `/upstreams`, `/config`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileAdmin {
+    pub listen: Option<String>,
 }
 
 /// `access_log`: one line per finished request.

@@ -2,18 +2,22 @@
 //! ([`model`]).
 //!
 //! River's split: serde structs that refuse unknown keys, then one check per top-level key
-//! (`listeners`, `server`, `telemetry`, `routes`, `forwarded`, `upstreams`, `access_log`) that
-//! builds the settings type its domain owns ([`crate::listeners::ListenerSpec`],
-//! [`crate::upstream::UpstreamSpec`], [`crate::routing::Router`], [`crate::trace::TraceOptions`],
-//! [`crate::observe::access_log::AccessLogSettings`], ...). The domains never import this module; only the binary, the server assembly and the
-//! reloader do. `check` is the kit the checks share; [`defaults`] holds every default.
+//! (`listeners`, `server`, `telemetry`, `routes`, `forwarded`, `upstreams`, `admin`,
+//! `access_log`) that builds the settings type its domain owns
+//! ([`crate::listeners::ListenerSpec`], [`crate::upstream::UpstreamSpec`],
+//! [`crate::routing::Router`], [`crate::trace::TraceOptions`],
+//! [`crate::observe::access_log::AccessLogSettings`], ...). The domains never import this
+//! module; only the binary, the server assembly and the reloader do. `check` is the kit the checks share; [`defaults`] holds every default.
 //!
 //! Loading never panics: every problem becomes a [`ConfigError`] naming the file, the key and
 //! the reason, which `tracegate --check` prints and the server refuses to start with.
 
 mod access_log;
+mod admin;
+mod budget;
 mod check;
 pub mod defaults;
+pub mod dump;
 pub mod file;
 mod forwarded;
 mod listeners;
@@ -100,7 +104,9 @@ pub fn load(path: &Path, env: &dyn Env) -> Result<Config, ConfigError> {
 /// Parses and checks config text; `name` is used in error messages.
 ///
 /// Collections nested deeper than [`nesting::MAX_DEPTH`] (32) are refused before the YAML
-/// parser runs, whose time grows with the square of the depth.
+/// parser runs, whose time grows with the square of the depth; a text whose aliases expand to
+/// more than [`budget::UNITS_PER_BYTE`] values and string bytes per byte of it is refused while
+/// it is read.
 pub fn load_str(text: &str, name: &str, env: &dyn Env) -> Result<Config, ConfigError> {
     nesting::check(text, nesting::MAX_DEPTH).map_err(|at| ConfigError {
         file: name.to_owned(),
@@ -112,14 +118,19 @@ pub fn load_str(text: &str, name: &str, env: &dyn Env) -> Result<Config, ConfigE
             at.column
         ),
     })?;
-    let de = serde_yaml::Deserializer::from_str(text);
+    // What aliases may replay is bounded by the size of the text (see `budget`).
+    let budget = budget::Budget::for_text(text.len());
+    let de = budget::Budgeted::new(serde_yaml::Deserializer::from_str(text), &budget);
     let file: file::FileConfig = serde_path_to_error::deserialize(de).map_err(|e| {
         let key = e.path().to_string();
         ConfigError {
             file: name.to_owned(),
+            // Where the budget ran out, for one that did: the key that repeats the most.
             key: if key == "." { String::new() } else { key },
             reason: e.into_inner().to_string(),
         }
     })?;
-    Config::from_file(file, name, env)
+    let mut config = Config::from_file(file, name, env)?;
+    config.source = std::sync::Arc::from(text);
+    Ok(config)
 }

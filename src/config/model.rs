@@ -1,7 +1,7 @@
 //! The checked, typed configuration ([`Config`]), built from the file structs by one check per
 //! top-level key, each in its own file: `listen` ([`super::listeners`]), `server`, `telemetry`,
-//! `routes`, `forwarded`, `upstreams` and `access_log`; `server.path` goes to the router
-//! ([`super::path`]).
+//! `routes`, `forwarded`, `upstreams`, `admin` and `access_log`; `server.path` goes to the
+//! router ([`super::path`]).
 //! Environment variables (`OTEL_*`, OpenTelemetry's standard names) override file values.
 //! Every default lives in [`super::defaults`].
 
@@ -9,6 +9,7 @@ use super::check::Ctx;
 use super::file::FileConfig;
 use super::server::ServerSettings;
 use super::{ConfigError, Env};
+use crate::admin::AdminSettings;
 use crate::listeners::ListenerSpec;
 use crate::observe::access_log::AccessLogSettings;
 use crate::routing::Router;
@@ -26,6 +27,12 @@ pub struct Config {
     pub router: Router,
     /// Upstream pools, indexed by `RouteAction::Proxy::upstream`.
     pub upstreams: Vec<UpstreamSpec>,
+    /// The admin listener, when `admin` is there.
+    pub admin: Option<AdminSettings>,
+    /// The config file's text as loaded (empty for a config built from file structs), for the
+    /// admin listener's `/config`, which shows it with its secrets redacted
+    /// ([`super::dump`]).
+    pub source: std::sync::Arc<str>,
     /// `None`: no access log.
     pub access_log: Option<AccessLogSettings>,
 }
@@ -46,13 +53,16 @@ impl Config {
         let router = Router::new(routes)
             .with_forwarded(super::forwarded::check_forwarded(&c, &f.forwarded)?)
             .with_path_policy(path_policy);
+        let admin = super::admin::check_admin(&c, f.admin.as_ref(), &listeners)?;
         Ok(Config {
             listeners,
             server,
             telemetry,
             router,
             upstreams,
+            admin,
             access_log,
+            source: std::sync::Arc::from(""),
         })
     }
 }

@@ -42,6 +42,8 @@ pub struct LoadedCert {
     pub names: Vec<String>,
     /// IP addresses in the leaf certificate's subjectAltName.
     pub ips: Vec<IpAddr>,
+    /// When the leaf certificate expires (its notAfter), as a Unix time in seconds.
+    pub not_after: Option<i64>,
     key: Arc<CertifiedKey>,
 }
 
@@ -65,6 +67,9 @@ impl LoadedCert {
         let key_pem = tls::read(key_path).map_err(|e| (CertFile::Key, e))?;
         let key = tls::pem_private_key(key_path, &key_pem).map_err(|e| (CertFile::Key, e))?;
         let (names, ips) = leaf_names(&chain[0]);
+        let not_after = x509_parser::parse_x509_certificate(&chain[0])
+            .ok()
+            .map(|(_, c)| c.validity().not_after.timestamp());
         if names.is_empty() && ips.is_empty() {
             return Err((
                 CertFile::Cert,
@@ -81,6 +86,7 @@ impl LoadedCert {
             key_path: key_path.to_owned(),
             names,
             ips,
+            not_after,
             key: Arc::new(key),
         })
     }
@@ -264,6 +270,12 @@ impl ListenerCertificates {
                 })
                 .collect(),
         }
+    }
+
+    /// Each listener's configured address and, for a TLS listener, its resolver, in `listen`
+    /// order.
+    pub fn listeners(&self) -> impl Iterator<Item = (SocketAddr, Option<&Arc<CertResolver>>)> {
+        self.listeners.iter().map(|(a, r)| (*a, r.as_ref()))
     }
 
     /// The resolver of the listener at position `i` of `listen`, if it is a TLS listener.

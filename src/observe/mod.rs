@@ -1,6 +1,6 @@
 //! What the proxy records about finished requests besides their spans: the error line of an
-//! upstream failure ([`upstream_failure`]) and the access log ([`access_log`]); the metrics
-//! are to live here too.
+//! upstream failure ([`upstream_failure`]), the metrics ([`metrics`]) and the access log
+//! ([`access_log`]).
 //!
 //! Every consumer takes the one [`Exchange`] the proxy builds when a request ends (in
 //! `logging`, the last phase, which runs for every request however it ended) and none goes
@@ -16,6 +16,7 @@
 
 pub mod access_log;
 mod log;
+pub mod metrics;
 
 pub use self::access_log::AccessLog;
 pub use self::log::upstream_failure;

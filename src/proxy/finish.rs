@@ -1,7 +1,7 @@
 //! The end of a request (`logging`, which runs for every request however it ended): its
 //! [`Exchange`] is built once, from the context and the response written, and handed to each
-//! consumer: the error line of an upstream failure, the access log and the end of the
-//! request's spans.
+//! consumer: the error line of an upstream failure, the metrics, the access log and the end of
+//! the request's spans.
 
 use super::{errors, RequestCtx};
 use crate::exchange::{Exchange, Failure, TraceRef, UpstreamPart};
@@ -63,6 +63,7 @@ pub(super) fn finish(session: &Session, ctx: &mut RequestCtx, e: Option<&Error>)
         }),
     };
     observe::upstream_failure(&x);
+    observe::metrics::record(ctx.gateway.metrics.as_ref(), ctx.route, &x);
     if let Some(log) = &ctx.gateway.access_log {
         log.record(&x);
     }

@@ -7,6 +7,7 @@
 //! first phase to its last, and the old state is dropped once its last request has finished.
 
 use super::peer::PeerTemplate;
+use crate::observe::metrics::{Metrics, Resolved};
 use crate::observe::AccessLog;
 use crate::routing::{RouteAction, Router};
 use crate::trace::{TraceOptions, Tracer};
@@ -31,6 +32,8 @@ pub struct Gateway {
     /// The process's span sink with this config's `telemetry` options (sampler, trust,
     /// capture, propagators, response headers).
     pub tracer: Tracer,
+    /// This generation's metric handles (by route), when the process keeps metrics.
+    pub metrics: Option<Resolved>,
     /// `access_log`: the line each finished request gets; `None` when there is no access log.
     pub access_log: Option<AccessLog>,
     /// The active health checks of the pools; they stop when this generation is dropped.
@@ -63,9 +66,27 @@ impl Gateway {
             router,
             upstreams,
             tracer: tracer.clone().with_options(options),
+            metrics: None,
             access_log,
             _health_checks: health_checks,
         }
+    }
+
+    /// This generation recording into `metrics`: each route's name and upstream resolved once,
+    /// here, into the handles requests use.
+    pub fn with_metrics(mut self, metrics: Option<&'static Metrics>) -> Self {
+        self.metrics = metrics.map(|m| {
+            m.resolve(self.router.routes().iter().map(|r| {
+                let upstream = match &r.action {
+                    RouteAction::Proxy { upstream } => {
+                        self.upstreams.get(*upstream).map(|u| &*u.pool.name)
+                    }
+                    RouteAction::Respond { .. } | RouteAction::Redirect(_) => None,
+                };
+                (&*r.name, upstream)
+            }))
+        });
+        self
     }
 
     /// For a proxy route (by index in the router): its upstream.

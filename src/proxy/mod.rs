@@ -90,6 +90,8 @@ pub struct RequestCtx {
     /// Each upstream attempt as the proxy timed it (for the access log and the metrics,
     /// whether or not the request is traced).
     attempts: Vec<AttemptRecord>,
+    /// Counts the request in `http_server_active_requests` while alive (metrics on).
+    active: Option<crate::observe::metrics::ActiveRequest>,
 }
 
 impl TracegateProxy {
@@ -222,6 +224,7 @@ impl ProxyHttp for TracegateProxy {
             interim: interim::Interim::default(),
             started: (SystemTime::now(), Instant::now()),
             attempts: Vec::new(),
+            active: None,
         }
     }
 
@@ -236,6 +239,12 @@ impl ProxyHttp for TracegateProxy {
     ) -> Result<()> {
         ctx.started = (SystemTime::now(), Instant::now());
         ctx.downstream = downstream::read(session);
+        if let Some(m) = &ctx.gateway.metrics {
+            ctx.active = Some(
+                m.metrics()
+                    .request_started(&session.req_header().method, ctx.downstream.tls),
+            );
+        }
         ctx.target = target::settle(session, &ctx.downstream, ctx.gateway.router.path_policy());
         let info = request_info(session, &ctx.downstream);
         ctx.trace = Some(RequestTrace::start(&ctx.gateway.tracer, &info));

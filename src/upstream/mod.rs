@@ -42,6 +42,21 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Instant;
 
+/// A backend's health and load at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackendStatus {
+    /// Passing its health check and not ejected: chosen before the others.
+    pub available: bool,
+    /// Its active health check fails.
+    pub failing_check: bool,
+    /// Taken out for `fail_timeout` after `max_fails` failed attempts in a row.
+    pub ejected: bool,
+    /// Failed attempts in a row (passive health).
+    pub fails: u32,
+    /// Upstream attempts holding it now.
+    pub in_flight: usize,
+}
+
 /// One upstream pool.
 #[derive(Debug)]
 pub struct UpstreamPool {
@@ -129,6 +144,19 @@ impl UpstreamPool {
         self.states[i].available()
     }
 
+    /// The health and load of backend `i` now, for the admin listener.
+    pub fn status(&self, i: usize) -> BackendStatus {
+        let s = &self.states[i];
+        let until = s.ejected_until_ms.load(Relaxed);
+        BackendStatus {
+            available: s.available(),
+            failing_check: s.down.load(Relaxed),
+            ejected: until != 0 && now_ms() < until,
+            fails: s.fails.load(Relaxed),
+            in_flight: s.load(),
+        }
+    }
+
     /// Begins an attempt: chooses its backend, starts the `timeout` clock on the first one and
     /// holds the backend's in-flight count (for `least_conn`/`p2c`). `key` is the hash key
     /// (`lb: hash`). A retry goes to a backend this request has not tried yet, healthy ones
@@ -154,9 +182,9 @@ impl UpstreamPool {
         a.tried.insert(i);
         a.current = Some(i);
         a.count += 1;
-        if self.balance.needs_load() {
-            a.slot = Some(InFlight::hold(&self.states[i]));
-        }
+        // Held for every balancer, not only those that read it (`least_conn`, `p2c`): the
+        // admin listener's `/upstreams` shows each backend's requests in flight.
+        a.slot = Some(InFlight::hold(&self.states[i]));
         Ok(i)
     }
 

@@ -99,7 +99,7 @@ impl Balance {
         }
     }
 
-    /// Whether the algorithm reads the in-flight counts (only then are they kept).
+    /// Whether the algorithm reads the in-flight counts.
     pub fn needs_load(&self) -> bool {
         matches!(self, Balance::LeastConn | Balance::PowerOfTwo)
     }

@@ -37,7 +37,7 @@ pub(crate) struct BackendState {
     pub(crate) fails: AtomicU32,
     /// Not used before this time ([`now_ms`]) after `max_fails`; 0 when never ejected.
     pub(crate) ejected_until_ms: AtomicU64,
-    /// Attempts holding this backend now (kept only for `least_conn` and `p2c`).
+    /// Attempts holding this backend now (read by `least_conn`, `p2c` and the admin listener).
     pub(crate) in_flight: AtomicUsize,
 }
 

@@ -21,6 +21,8 @@
 //!   re-exported).
 //!
 //! Modules tests name as such:
+//! * [`admin`]: scraping the admin listener's `/metrics` with a real parser, and a real
+//!   Prometheus server ([`admin::PrometheusServer`]).
 //! * [`edge`]: TLS listeners, HTTP/2, WebSocket, streaming bodies.
 //! * [`backends`]: backends that misbehave on demand, for load-balancing and health tests.
 //! * [`raw`]: raw HTTP/1.1 on both sides (a backend with a strict parser that records exactly
@@ -40,6 +42,7 @@ mod server;
 mod tls;
 mod upstream;
 
+pub mod admin;
 pub mod backends;
 pub mod edge;
 pub mod h2raw;

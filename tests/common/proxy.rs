@@ -275,6 +275,22 @@ impl Proxy {
         self.addr.clone()
     }
 
+    /// `127.0.0.1:PORT` of the admin listener, from its `admin listener on http://` line
+    /// (logged before the proxy's listeners). Panics when there is none.
+    pub fn admin_addr(&self) -> String {
+        let marker = "admin listener on http://";
+        let found = lock(&self.capture.lines).iter().find_map(|(_, l)| {
+            let rest = &l[l.find(marker)? + marker.len()..];
+            Some(
+                rest.split(|c: char| c.is_whitespace())
+                    .next()
+                    .unwrap_or("")
+                    .to_owned(),
+            )
+        });
+        found.unwrap_or_else(|| panic!("no admin listener line\n--- output ---\n{}", self.logs()))
+    }
+
     /// Every address reported in a `listening on http://` line so far.
     pub fn listening_addrs(&self) -> Vec<String> {
         lock(&self.capture.lines)

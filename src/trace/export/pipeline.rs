@@ -101,6 +101,8 @@ pub struct PipelineStats {
     pub exported: AtomicU64,
     /// Spans lost because an export call failed or timed out.
     pub export_failed: AtomicU64,
+    /// Of `export_failed`, the spans of export calls that timed out.
+    pub export_timed_out: AtomicU64,
     /// Spans the receiver accepted the batch of but reported as rejected (partial success).
     pub rejected: AtomicU64,
 }
@@ -119,6 +121,8 @@ struct Shared {
     pending: AtomicUsize,
     /// Wake the exporter when `pending` reaches this.
     wake_at: usize,
+    /// The queue's size.
+    capacity: usize,
     /// The exporter thread, set once it has started.
     worker: std::sync::OnceLock<std::thread::Thread>,
     stopping: AtomicBool,
@@ -162,6 +166,16 @@ impl SpanSink {
     pub fn stats(&self) -> &Arc<PipelineStats> {
         &self.stats
     }
+
+    /// Spans waiting in the queue now.
+    pub fn queue_len(&self) -> usize {
+        self.shared.pending.load(Ordering::Relaxed)
+    }
+
+    /// The most spans the queue holds (`max_queue_size`).
+    pub fn queue_capacity(&self) -> usize {
+        self.shared.capacity
+    }
 }
 
 /// A running pipeline: the exporter thread and the handle to stop it.
@@ -187,6 +201,7 @@ impl Pipeline {
             wake_at: settings
                 .max_export_batch_size
                 .clamp(1, settings.max_queue_size.max(1)),
+            capacity: settings.max_queue_size.max(1),
             worker: std::sync::OnceLock::new(),
             stopping: AtomicBool::new(false),
         });
@@ -350,6 +365,7 @@ impl Worker {
             }
             Err(_) => {
                 self.stats.export_failed.fetch_add(n, Ordering::Relaxed);
+                self.stats.export_timed_out.fetch_add(n, Ordering::Relaxed);
                 throttled_error(format_args!(
                     "span export timed out after {:?}",
                     self.settings.export_timeout
