@@ -1,9 +1,10 @@
-//! Assembling and running the server: listeners, the span pipeline, the Pingora server, and
-//! the flush of queued spans at shutdown.
+//! Assembling and running the server: listeners, the span pipeline, the access log's writer,
+//! the Pingora server, and the flush of queued spans and log lines at shutdown.
 
 use crate::admin::{AdminState, Lifecycle, SharedConfigDump, StateSources};
 use crate::config::{Config, ProcessEnv};
 use crate::listeners::{ListenerCertificates, ListenerSpec, Redirects};
+use crate::observe::access_log::AccessLogSink;
 use crate::observe::metrics::Metrics;
 use crate::proxy::connection::{Gate, Gates};
 use crate::proxy::TracegateProxy;
@@ -145,8 +146,15 @@ pub fn run(config: Config, opts: RunOptions) -> Result<(), StartError> {
     let tracer = Tracer::new(pipeline.as_ref().map(|p| p.sink()));
     // Metrics are kept only when the admin listener can show them.
     let metrics = config.admin.map(|_| Metrics::leak(pipeline.is_some()));
-    let gateway =
-        crate::proxy::gateway::shared(crate::reload::gateway_for(&config, &tracer, metrics));
+    // Started whether or not the config has an access log, so a reload can turn it on.
+    let access_log = AccessLogSink::start(crate::reload::access_log_queue_size(&config))
+        .map_err(|e| StartError(format!("cannot start the access log's writer: {e}")))?;
+    let gateway = crate::proxy::gateway::shared(crate::reload::gateway_for(
+        &config,
+        &tracer,
+        metrics,
+        &access_log,
+    ));
     // A config reload swaps certificates through this handle; listeners themselves cannot
     // change while running.
     let certificates = ListenerCertificates::new(&config.listeners);
@@ -172,6 +180,7 @@ pub fn run(config: Config, opts: RunOptions) -> Result<(), StartError> {
             gateway.clone(),
             tracer,
             certificates.clone(),
+            access_log.clone(),
             config.clone(),
         )
         .with_metrics(metrics)
@@ -193,6 +202,18 @@ pub fn run(config: Config, opts: RunOptions) -> Result<(), StartError> {
         crate::trace::export::settings::redact_userinfo(&t.exporter.endpoint),
         t.service_name
     );
+    if let Some(a) = &config.access_log {
+        log::info!(
+            "access log: {} to {} ({} filters, queue of {} lines)",
+            match a.format {
+                crate::observe::access_log::Format::Json => "json",
+                crate::observe::access_log::Format::Combined => "combined",
+            },
+            a.target,
+            if a.filters.is_empty() { "no" } else { "with" },
+            a.queue_size
+        );
+    }
 
     let conf = ServerConf {
         threads: config.server.threads,
@@ -235,8 +256,8 @@ pub fn run(config: Config, opts: RunOptions) -> Result<(), StartError> {
             certificates: Some(certificates.clone()),
             reloads,
             spans: pipeline.as_ref().map(|p| p.sink()),
-            // The access log's drop counter goes here once the access log exists.
-            access_log_dropped: None,
+            // The writer exists with or without an access log (a reload can turn it on).
+            access_log_dropped: Some(Arc::clone(&access_log.stats().dropped)),
         };
         let state = AdminState {
             registry: crate::admin::registry(metrics, sources),
@@ -260,6 +281,8 @@ pub fn run(config: Config, opts: RunOptions) -> Result<(), StartError> {
     announce_when_listening(&server, endpoints, lifecycle);
     server.run(RunArgs::default());
 
+    flush_access_log(&access_log, config.access_log.is_some());
+
     if let Some(p) = pipeline {
         let stats = p.sink().stats().clone();
         if !p.shutdown(FLUSH_TIMEOUT) {
@@ -278,6 +301,28 @@ pub fn run(config: Config, opts: RunOptions) -> Result<(), StartError> {
         );
     }
     Ok(())
+}
+
+/// Writes the access-log lines still queued, then logs what the access log did (when it was
+/// on at start, or has written since).
+fn flush_access_log(access_log: &AccessLogSink, configured: bool) {
+    use std::sync::atomic::Ordering::Relaxed;
+    if !access_log.shutdown(FLUSH_TIMEOUT) {
+        log::warn!(
+            "the access log's writer did not finish within {FLUSH_TIMEOUT:?}; queued lines were \
+             lost"
+        );
+    }
+    let stats = access_log.stats();
+    let written = stats.written.load(Relaxed);
+    if configured || written > 0 {
+        log::info!(
+            "access log stopped: {written} lines written, {} dropped (queue full), {} lost to \
+             write errors",
+            stats.dropped.load(Relaxed),
+            stats.write_failed.load(Relaxed)
+        );
+    }
 }
 
 /// Logs `listening on http://ADDR` (`https://` for a TLS listener) for each listener once it

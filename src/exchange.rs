@@ -224,6 +224,9 @@ pub struct Exchange<'a> {
     pub version: http::Version,
     /// The `User-Agent` header, when present and visible ASCII.
     pub user_agent: Option<&'a str>,
+    /// The `Referer` header, when present and visible ASCII; raw like `query` (a consumer
+    /// that records it redacts its query first).
+    pub referer: Option<&'a str>,
     /// When the request head had been read (wall clock).
     pub start: SystemTime,
     /// From the request head read to the end of the request (the whole request).

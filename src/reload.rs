@@ -5,13 +5,19 @@
 //! with, and keep-alive connections pick up the new one with their next request. A file that
 //! fails the check is refused with the message `tracegate --check` prints for it, and the
 //! running config keeps serving. Settings that belong to the process (listeners, threads, the
-//! exporter) are only applied by a restart or a graceful upgrade; a reload that changes them
-//! says so in the log.
+//! exporter, the access log's queue) are only applied by a restart or a graceful upgrade; a
+//! reload that changes them says so in the log. The access log's path, format and filters are
+//! applied (issue 13 §3): a new path is opened by the access log's writer.
+//!
+//! The same thread catches SIGUSR1, which reopens the access log's file (logrotate renames it,
+//! then signals), as nginx does.
 
 use crate::admin::{ConfigDump, SharedConfigDump};
 use crate::config::{self, Config, ConfigError, Env};
 use crate::listeners::{ListenerCertificates, RedirectHttps};
+use crate::observe::access_log::AccessLogSink;
 use crate::observe::metrics::{Metrics, ReloadStats};
+use crate::observe::AccessLog;
 use crate::proxy::{Gateway, SharedGateway};
 use crate::trace::Tracer;
 use std::net::SocketAddr;
@@ -37,6 +43,8 @@ pub struct Reloader {
     tracer: Tracer,
     /// The TLS listeners' certificate resolvers, which a reload refills.
     certificates: ListenerCertificates,
+    /// The access log's writer, which follows the newest config's path.
+    access_log: AccessLogSink,
     /// The config the process started with. Its process-level keys stay in force until a
     /// restart, so every reload compares against them.
     started: Config,
@@ -50,13 +58,14 @@ pub struct Reloader {
 impl Reloader {
     /// A reloader for the file at `path`, serving `started` through `gateway` and the TLS
     /// listeners' `certificates`. `tracer` is the process's tracer (its span sink outlives
-    /// every config).
+    /// every config), and `access_log` the process's access-log writer.
     pub fn new(
         path: &Path,
         env: Box<dyn Env + Send + Sync>,
         gateway: SharedGateway,
         tracer: Tracer,
         certificates: ListenerCertificates,
+        access_log: AccessLogSink,
         started: Config,
     ) -> Self {
         Reloader {
@@ -65,6 +74,7 @@ impl Reloader {
             gateway,
             tracer,
             certificates,
+            access_log,
             started,
             stats: Arc::default(),
             metrics: None,
@@ -95,8 +105,12 @@ impl Reloader {
             Err(e) => Outcome::Refused(e),
             Ok(new) => {
                 let restart_only = restart_only_changes(&self.started, &new);
-                self.gateway
-                    .store(Arc::new(gateway_for(&new, &self.tracer, self.metrics)));
+                self.gateway.store(Arc::new(gateway_for(
+                    &new,
+                    &self.tracer,
+                    self.metrics,
+                    &self.access_log,
+                )));
                 if let Some(d) = &self.dump {
                     d.store(Arc::new(config_dump(&new, &self.path)));
                 }
@@ -135,16 +149,20 @@ impl Reloader {
     }
 
     /// Starts the thread that reloads on SIGHUP and, when `watch` is set, when the file's
-    /// content changes (polled at that interval). SIGHUP is caught from the moment this
-    /// returns, so it no longer ends the process.
+    /// content changes (polled at that interval), and reopens the access log on SIGUSR1.
+    /// Both signals are caught from the moment this returns, so they no longer end the
+    /// process.
     pub fn spawn(self, watch: Option<Duration>) -> std::io::Result<()> {
         use tokio::signal::unix::{signal, SignalKind};
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let mut hangup = {
+        let (mut hangup, mut usr1) = {
             let _guard = rt.enter();
-            signal(SignalKind::hangup())?
+            (
+                signal(SignalKind::hangup())?,
+                signal(SignalKind::user_defined1())?,
+            )
         };
         let mut watcher = watch.map(|every| Watcher::new(&self.path, every));
         std::thread::Builder::new()
@@ -171,6 +189,12 @@ impl Reloader {
                             () = changed => {
                                 self.reload("file changed");
                             }
+                            s = usr1.recv() => {
+                                if s.is_none() {
+                                    return;
+                                }
+                                self.access_log.reopen();
+                            }
                         }
                     }
                 });
@@ -180,13 +204,25 @@ impl Reloader {
 }
 
 /// The routing state of `config` for the proxy (at start-up and on every reload), with the
-/// process's span sink and metrics.
-pub fn gateway_for(config: &Config, tracer: &Tracer, metrics: Option<&'static Metrics>) -> Gateway {
+/// process's span sink and metrics, and its access log writing through the process's
+/// `access_log` writer, which is pointed at this config's target (none when the config has no
+/// access log).
+pub fn gateway_for(
+    config: &Config,
+    tracer: &Tracer,
+    metrics: Option<&'static Metrics>,
+    access_log: &AccessLogSink,
+) -> Gateway {
+    access_log.set_target(config.access_log.as_ref().map(|a| a.target.clone()));
     Gateway::new(
         config.router.clone(),
         &config.upstreams,
         tracer,
         config.telemetry.options.clone(),
+        config
+            .access_log
+            .as_ref()
+            .map(|a| AccessLog::new(a, access_log)),
     )
     .with_metrics(metrics)
 }
@@ -196,6 +232,15 @@ pub fn config_dump(config: &Config, path: &Path) -> ConfigDump {
     let (source, telemetry) = (Arc::clone(&config.source), config.telemetry.clone());
     let file = path.display().to_string();
     ConfigDump::new(move || config::dump::redacted(&source, &telemetry, &file))
+}
+
+/// The access log's queue size in `config` (the default without an access log), which the
+/// writer takes once, at start.
+pub fn access_log_queue_size(config: &Config) -> usize {
+    config
+        .access_log
+        .as_ref()
+        .map_or(config::defaults::ACCESS_LOG_QUEUE_SIZE, |a| a.queue_size)
 }
 
 /// The process-level keys whose change a reload cannot apply.
@@ -209,6 +254,10 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
         ("telemetry.resource", o.resource != n.resource),
         ("telemetry.exporter", o.exporter != n.exporter),
         ("telemetry.batch", o.batch != n.batch),
+        (
+            "access_log.queue_size",
+            access_log_queue_size(old) != access_log_queue_size(new),
+        ),
     ]
     .into_iter()
     .filter_map(|(key, changed)| changed.then_some(key))
@@ -319,6 +368,21 @@ mod tests {
                 "listen: [\"127.0.0.1:0\"]\nserver: { path: { allow_encoded: [slash] } }\nroutes:\n  - name: a\n    respond: { body: one }\n",
                 &[],
                 "server.path belongs to the router, applied on reload",
+            ),
+            (
+                "listen: [\"127.0.0.1:0\"]\naccess_log: { path: stderr, format: combined, filters: { status: 404 } }\nroutes:\n  - name: a\n    respond: { body: one }\n",
+                &[],
+                "the access log's path, format and filters are applied on reload",
+            ),
+            (
+                "listen: [\"127.0.0.1:0\"]\naccess_log: { queue_size: 8192 }\nroutes:\n  - name: a\n    respond: { body: one }\n",
+                &[],
+                "the default queue size, written out, is no change",
+            ),
+            (
+                "listen: [\"127.0.0.1:0\"]\naccess_log: { queue_size: 16 }\nroutes:\n  - name: a\n    respond: { body: one }\n",
+                &["access_log.queue_size"],
+                "the writer's queue is made once, at start",
             ),
         ];
         for (text, want, why) in cases {

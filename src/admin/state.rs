@@ -13,7 +13,8 @@
 //!   `otel_sdk_processor_span_queue_size`, `otel_sdk_processor_span_queue_capacity`,
 //!   `otel_sdk_processor_span_processed_total{error_type}` and
 //!   `otel_sdk_exporter_span_exported_total{error_type}`.
-//! - `tracegate_access_log_dropped_total`, from the access log when there is one.
+//! - `tracegate_access_log_dropped_total`, from the access log's writer (0 while no config
+//!   generation has an access log).
 
 use crate::listeners::ListenerCertificates;
 use crate::observe::metrics::{encode_counter, Metrics, ReloadStats};
@@ -42,8 +43,8 @@ pub struct StateSources {
     pub reloads: Option<Arc<ReloadStats>>,
     /// The span pipeline.
     pub spans: Option<SpanSink>,
-    /// `tracegate_access_log_dropped_total`: access-log lines dropped because the log's buffer
-    /// was full. The access log sets it when it is configured.
+    /// `tracegate_access_log_dropped_total`: access-log lines dropped because the log's queue
+    /// was full ([`crate::observe::access_log::AccessLogStats::dropped`]).
     pub access_log_dropped: Option<Arc<AtomicU64>>,
 }
 
@@ -139,7 +140,7 @@ impl Collector for StateSources {
             counters(
                 &mut encoder,
                 "tracegate_access_log_dropped",
-                "Access-log lines dropped because the log's buffer was full",
+                "Access-log lines dropped because the log's queue was full",
                 [(&[][..], d.load(Relaxed))],
             )?;
         }

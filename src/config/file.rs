@@ -22,6 +22,8 @@ pub struct FileConfig {
     pub forwarded: FileForwarded,
     /// `admin`: the admin listener; absent, there is none.
     pub admin: Option<FileAdmin>,
+    /// No key: no access log.
+    pub access_log: Option<FileAccessLog>,
 }
 
 /// `admin`: the admin listener (`/ping`, `/ready`, `/metrics`, `/upstreams`, `/config`).
@@ -29,6 +31,28 @@ pub struct FileConfig {
 #[serde(deny_unknown_fields)]
 pub struct FileAdmin {
     pub listen: Option<String>,
+}
+
+/// `access_log`: one line per finished request.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileAccessLog {
+    /// `stdout`, `stderr` or a file path.
+    pub path: Option<String>,
+    /// `json` or `combined`.
+    pub format: Option<String>,
+    #[serde(default)]
+    pub filters: FileAccessLogFilters,
+    /// Lines queued for the writer before new ones are dropped.
+    pub queue_size: Option<usize>,
+}
+
+/// `access_log.filters`: a line is kept when any of them matches.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileAccessLogFilters {
+    pub status: Option<FileStatusList>,
+    pub slower_than: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

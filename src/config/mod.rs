@@ -2,15 +2,17 @@
 //! ([`model`]).
 //!
 //! River's split: serde structs that refuse unknown keys, then one check per top-level key
-//! (`listeners`, `server`, `telemetry`, `routes`, `forwarded`, `upstreams`, `admin`) that builds
-//! the settings type its domain owns ([`crate::listeners::ListenerSpec`],
-//! [`crate::upstream::UpstreamSpec`], [`crate::routing::Router`], [`crate::trace::TraceOptions`],
-//! ...). The domains never import this module; only the binary, the server assembly and the
-//! reloader do. `check` is the kit the checks share; [`defaults`] holds every default.
+//! (`listeners`, `server`, `telemetry`, `routes`, `forwarded`, `upstreams`, `admin`,
+//! `access_log`) that builds the settings type its domain owns
+//! ([`crate::listeners::ListenerSpec`], [`crate::upstream::UpstreamSpec`],
+//! [`crate::routing::Router`], [`crate::trace::TraceOptions`],
+//! [`crate::observe::access_log::AccessLogSettings`], ...). The domains never import this
+//! module; only the binary, the server assembly and the reloader do. `check` is the kit the checks share; [`defaults`] holds every default.
 //!
 //! Loading never panics: every problem becomes a [`ConfigError`] naming the file, the key and
 //! the reason, which `tracegate --check` prints and the server refuses to start with.
 
+mod access_log;
 mod admin;
 mod budget;
 mod check;

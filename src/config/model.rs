@@ -1,6 +1,7 @@
 //! The checked, typed configuration ([`Config`]), built from the file structs by one check per
 //! top-level key, each in its own file: `listen` ([`super::listeners`]), `server`, `telemetry`,
-//! `routes`, `forwarded`, `upstreams` and `admin`; `server.path` goes to the router ([`super::path`]).
+//! `routes`, `forwarded`, `upstreams`, `admin` and `access_log`; `server.path` goes to the
+//! router ([`super::path`]).
 //! Environment variables (`OTEL_*`, OpenTelemetry's standard names) override file values.
 //! Every default lives in [`super::defaults`].
 
@@ -10,6 +11,7 @@ use super::server::ServerSettings;
 use super::{ConfigError, Env};
 use crate::admin::AdminSettings;
 use crate::listeners::ListenerSpec;
+use crate::observe::access_log::AccessLogSettings;
 use crate::routing::Router;
 use crate::trace::export::settings::TelemetrySettings;
 use crate::upstream::UpstreamSpec;
@@ -31,6 +33,8 @@ pub struct Config {
     /// admin listener's `/config`, which shows it with its secrets redacted
     /// ([`super::dump`]).
     pub source: std::sync::Arc<str>,
+    /// `None`: no access log.
+    pub access_log: Option<AccessLogSettings>,
 }
 
 impl Config {
@@ -40,6 +44,8 @@ impl Config {
         let listeners = super::listeners::check_listen(&c, &f.listen)?;
         let server = super::server::check_server(&c, &f.server)?;
         let telemetry = super::telemetry::check_telemetry(&c, &f, env)?;
+        let access_log =
+            super::access_log::check_access_log(&c, &f.access_log, &telemetry.options.capture)?;
         let (upstreams, index) = super::upstreams::check_upstreams(&c, &f.upstreams)?;
         let path_policy = super::path::check_path_policy(&c, &f.server.path)?;
         let routes = super::routes::check_routes(&c, &f.routes, &index)?;
@@ -55,6 +61,7 @@ impl Config {
             router,
             upstreams,
             admin,
+            access_log,
             source: std::sync::Arc::from(""),
         })
     }

@@ -1,5 +1,6 @@
-//! What the proxy records about finished requests besides their spans: log lines and the
-//! metrics ([`metrics`]); the access log is to live here too.
+//! What the proxy records about finished requests besides their spans: the error line of an
+//! upstream failure ([`upstream_failure`]), the metrics ([`metrics`]) and the access log
+//! ([`access_log`]).
 //!
 //! Every consumer takes the one [`Exchange`] the proxy builds when a request ends (in
 //! `logging`, the last phase, which runs for every request however it ended) and none goes
@@ -13,9 +14,11 @@
 //!   records. A full queue drops and counts, as the span pipeline does; the request never
 //!   waits.
 
+pub mod access_log;
 mod log;
 pub mod metrics;
 
+pub use self::access_log::AccessLog;
 pub use self::log::upstream_failure;
 
 pub use crate::exchange::Exchange;

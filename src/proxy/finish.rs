@@ -1,7 +1,7 @@
 //! The end of a request (`logging`, which runs for every request however it ended): its
 //! [`Exchange`] is built once, from the context and the response written, and handed to each
-//! consumer: the error line of an upstream failure, the metrics and the end of the request's
-//! spans.
+//! consumer: the error line of an upstream failure, the metrics, the access log and the end of
+//! the request's spans.
 
 use super::{errors, RequestCtx};
 use crate::exchange::{Exchange, Failure, TraceRef, UpstreamPart};
@@ -35,6 +35,10 @@ pub(super) fn finish(session: &Session, ctx: &mut RequestCtx, e: Option<&Error>)
             .headers
             .get(http::header::USER_AGENT)
             .and_then(|v| v.to_str().ok()),
+        referer: req
+            .headers
+            .get(http::header::REFERER)
+            .and_then(|v| v.to_str().ok()),
         start: ctx.started.0,
         duration: now.saturating_duration_since(ctx.started.1),
         request_body_bytes: session.body_bytes_read() as u64,
@@ -60,6 +64,9 @@ pub(super) fn finish(session: &Session, ctx: &mut RequestCtx, e: Option<&Error>)
     };
     observe::upstream_failure(&x);
     observe::metrics::record(ctx.gateway.metrics.as_ref(), ctx.route, &x);
+    if let Some(log) = &ctx.gateway.access_log {
+        log.record(&x);
+    }
     // The SERVER span ends with the record's outcome; an upstream failure also ends the
     // attempt that was open.
     if let Some(f) = x.failure.filter(|f| f.upstream) {

@@ -1,5 +1,6 @@
 //! The live routing state of one config generation: the router, each upstream's pool with the
-//! Pingora peer template for its backends, and the tracer with this config's options.
+//! Pingora peer template for its backends, the tracer with this config's options, and this
+//! config's access log (format, filters, redaction; the writer behind it is the process's).
 //!
 //! The proxy reads it through an [`ArcSwap`]: a reload builds a new [`Gateway`] and swaps it in
 //! whole. Each request takes its own reference when it starts, so it sees one config from its
@@ -7,6 +8,7 @@
 
 use super::peer::PeerTemplate;
 use crate::observe::metrics::{Metrics, Resolved};
+use crate::observe::AccessLog;
 use crate::routing::{RouteAction, Router};
 use crate::trace::{TraceOptions, Tracer};
 use crate::upstream::{HealthChecks, UpstreamPool, UpstreamSpec};
@@ -32,6 +34,8 @@ pub struct Gateway {
     pub tracer: Tracer,
     /// This generation's metric handles (by route), when the process keeps metrics.
     pub metrics: Option<Resolved>,
+    /// `access_log`: the line each finished request gets; `None` when there is no access log.
+    pub access_log: Option<AccessLog>,
     /// The active health checks of the pools; they stop when this generation is dropped.
     _health_checks: Option<HealthChecks>,
 }
@@ -41,12 +45,14 @@ impl Gateway {
     /// tracing options) and starts its pools' health checks (on a thread of their own; call
     /// it from a plain thread, at start-up or on a reload). Backends kept from the previous
     /// generation keep their health, failures and in-flight counts. `tracer` brings the span
-    /// sink, which lives as long as the process (the exporter is not rebuilt on reload).
+    /// sink, which lives as long as the process (the exporter is not rebuilt on reload), and
+    /// `access_log` this generation's log, which writes through the process's writer.
     pub fn new(
         router: Router,
         upstreams: &[UpstreamSpec],
         tracer: &Tracer,
         options: TraceOptions,
+        access_log: Option<AccessLog>,
     ) -> Self {
         let upstreams: Vec<Upstream> = upstreams
             .iter()
@@ -61,6 +67,7 @@ impl Gateway {
             upstreams,
             tracer: tracer.clone().with_options(options),
             metrics: None,
+            access_log,
             _health_checks: health_checks,
         }
     }
@@ -122,6 +129,7 @@ mod tests {
             &[spec],
             &Tracer::new(None),
             TraceOptions::default(),
+            None,
         )
     }
 

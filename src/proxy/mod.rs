@@ -457,7 +457,7 @@ impl ProxyHttp for TracegateProxy {
 
     /// Runs last for every request, after the response was written or the request failed:
     /// builds the request's record and hands it to its consumers (the error line of an
-    /// upstream failure, the end of the request's spans).
+    /// upstream failure, the access log, the end of the request's spans).
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         finish::finish(session, ctx, e);
     }

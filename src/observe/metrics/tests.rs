@@ -48,6 +48,7 @@ impl Req {
             query: None,
             version: self.version,
             user_agent: None,
+            referer: None,
             start: SystemTime::now(),
             duration: self.duration,
             request_body_bytes: 0,
