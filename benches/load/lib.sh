@@ -7,7 +7,9 @@
 #   start_origin                 nginx answering `return 200`        -> ORIGIN_PORT ORIGIN_PID
 #   start_nginx_proxy            nginx proxy to it, upstream keepalive -> NGINX_PORT NGINX_PID
 #   start_sink [PORT] [FILE]     examples/otlp_sink                   -> SINK_PORT SINK_PID COUNT_FILE
-#   start_tracegate NAME YAML    prints "PID PORT"; YAML is the telemetry.exporter value
+#   start_tracegate NAME YAML [EXTRA]  prints "PID PORT"; YAML is the telemetry.exporter value,
+#                                EXTRA more top-level config keys (access_log, admin, ...)
+#   start_floor                  examples/floor (the smallest Pingora proxy) -> FLOOR_PORT FLOOR_PID
 #   start_targets                all of the above, tracegate off and on (OTLP/gRPC to the sink),
 #                                and waits until each accepts  -> also OFF_PID OFF_PORT ON_PID ON_PORT
 #   stop_process PID [SECS]      SIGTERM, waits for the exit, drops PID from PIDS (forget_pid)
@@ -41,12 +43,17 @@ load_tools() { # cmd:package ...
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing ${missing[*]}"
     local SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-    # Keep the package from starting its own nginx service on port 80.
-    printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
-    $SUDO chmod +x /usr/sbin/policy-rc.d
+    # Keep the package from starting its own nginx service on port 80 (a policy-rc.d already
+    # there is left as it is).
+    local policy=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+      policy=/usr/sbin/policy-rc.d
+      printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+      $SUDO chmod +x "$policy"
+    fi
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
-    $SUDO rm -f /usr/sbin/policy-rc.d
+    if [ -n "$policy" ]; then $SUDO rm -f "$policy"; fi
   fi
   NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 }
@@ -136,8 +143,8 @@ start_sink() { # [port] [count file]
   PIDS+=("$SINK_PID")
 }
 
-start_tracegate() { # name exporter-yaml -> prints "pid port"; logs in $WORK/name.err
-  local name=$1 exporter=$2 port
+start_tracegate() { # name exporter-yaml [extra-yaml] -> prints "pid port"; logs in $WORK/name.err
+  local name=$1 exporter=$2 extra=${3:-} port
   port=$(free_port)
   cat > "$WORK/$name.yaml" <<EOF
 listen: ["127.0.0.1:$port"]
@@ -150,10 +157,20 @@ routes:
     upstream: origin
 upstreams:
   origin: { backends: ["127.0.0.1:$ORIGIN_PORT"] }
+$extra
 EOF
   # Warnings only, except tracegate's own lines (`stopped: N spans exported, …` at exit).
   RUST_LOG=warn,tracegate=info "$TG" --config "$WORK/$name.yaml" >"$WORK/$name.out" 2>"$WORK/$name.err" &
   echo "$! $port"
+}
+
+FLOOR=target/release/examples/floor
+
+start_floor() {
+  FLOOR_PORT=$(free_port)
+  "$FLOOR" "127.0.0.1:$FLOOR_PORT" "127.0.0.1:$ORIGIN_PORT" "$WORKERS" >"$WORK/floor.out" 2>"$WORK/floor.err" &
+  FLOOR_PID=$!
+  PIDS+=("$FLOOR_PID")
 }
 
 start_targets() {

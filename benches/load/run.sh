@@ -3,9 +3,14 @@
 #
 # Starts, all on 127.0.0.1:
 #   - an origin: nginx answering `return 200` (1 worker);
-#   - nginx as a reverse proxy to it (WORKERS workers, upstream keep-alive);
+#   - nginx as a reverse proxy to it (WORKERS workers, upstream keep-alive, the forwarding
+#     headers tracegate sends);
+#   - the "Pingora floor" (examples/floor.rs: the smallest ProxyHttp, no context, one peer);
 #   - tracegate with tracing off (exporter none) and with tracing on (100 % sampled, OTLP/gRPC
 #     to a live receiver that counts spans: examples/otlp_sink.rs), WORKERS threads each;
+#   - tracegate with everything on ("all-on"): tracing on as above, the JSON access log to a
+#     file, and the admin listener's /metrics scraped (OpenMetrics, with exemplars) every
+#     second during the run;
 # then runs ROUNDS alternating rounds of wrk against each proxy and prints one table of medians:
 # req/s, p50, p99, CPU µs per request (CPU time of the proxy's processes ÷ requests), spans
 # received ÷ requests, each with its ratio to nginx and to tracing off. For tracing on, also the
@@ -36,16 +41,30 @@ source benches/load/lib.sh
 load_init load
 
 # --- what it needs -----------------------------------------------------------------------------
-tools=(wrk:wrk nginx:nginx python3:python3)
+tools=(wrk:wrk nginx:nginx python3:python3 curl:curl)
 if [ -n "$PERF_DIR" ]; then tools+=(perf:linux-perf); fi
 load_tools "${tools[@]}"
 
 log "building tracegate and the span sink (release)"
-cargo build --release --locked --bin tracegate --example otlp_sink 2>&1 | tail -1 >&2
+cargo build --release --locked --bin tracegate --example otlp_sink --example floor 2>&1 | tail -1 >&2
 
 # --- origin, nginx proxy, span sink and tracegate -------------------------------------------------
 start_targets
-targets=("nginx $NGINX_PORT $NGINX_PID" "tracing-off $OFF_PORT $OFF_PID" "tracing-on $ON_PORT $ON_PID")
+start_floor
+ADMIN_PORT=$(free_port)
+read -r ALL_PID ALL_PORT < <(start_tracegate all-on "{ protocol: grpc, endpoint: \"http://127.0.0.1:$SINK_PORT\" }" "\
+access_log: { path: \"$WORK/access.log\", format: json }
+admin: { listen: \"127.0.0.1:$ADMIN_PORT\" }")
+PIDS+=("$ALL_PID")
+for p in "$FLOOR_PORT" "$ALL_PORT" "$ADMIN_PORT"; do wait_port "$p"; done
+# The scrape a Prometheus server would make, every second, for the whole run.
+( while :; do
+    curl -s -o /dev/null -H 'Accept: application/openmetrics-text' "http://127.0.0.1:$ADMIN_PORT/metrics" || true
+    sleep 1
+  done ) &
+PIDS+=("$!")
+targets=("nginx $NGINX_PORT $NGINX_PID" "floor $FLOOR_PORT $FLOOR_PID" "tracing-off $OFF_PORT $OFF_PID"
+  "tracing-on $ON_PORT $ON_PID" "all-on $ALL_PORT $ALL_PID")
 if [ -n "$BASE" ]; then
   [ -x "$BASE" ] || { log "BASE=$BASE is not an executable"; exit 64; }
   read -r BASE_OFF_PID BASE_OFF_PORT < <(TG=$BASE start_tracegate base-off "{ protocol: none }")
@@ -105,10 +124,14 @@ done
 # Spans dropped or lost inside tracegate, from its own counters at shutdown.
 stop_process "$ON_PID" 10
 stopped=$(grep -o 'stopped: .*' "$WORK/on.err" || true)
+scrapes=$(curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" | grep -c '^http_server_request_duration_seconds_bucket' || true)
+stop_process "$ALL_PID" 10
+access_lines=$(wc -l < "$WORK/access.log" 2>/dev/null || echo 0)
+stopped_all=$(grep -o 'stopped: .*' "$WORK/all-on.err" || true)
 
-python3 - "$RESULTS" "$CLK_TCK" "$ROUNDS" "$DURATION" "$CONNS" "$WORKERS" "$stopped" <<'EOF'
+python3 - "$RESULTS" "$CLK_TCK" "$ROUNDS" "$DURATION" "$CONNS" "$WORKERS" "$stopped" "$stopped_all" "$access_lines" "$scrapes" <<'EOF'
 import statistics, sys, platform, os
-path, clk, rounds, duration, conns, workers, stopped = sys.argv[1:8]
+path, clk, rounds, duration, conns, workers, stopped, stopped_all, access_lines, scrapes = sys.argv[1:11]
 clk = int(clk)
 rows = [l.rstrip("\n").split("\t") for l in open(path) if l.strip()]
 by = {}
@@ -124,12 +147,13 @@ print(f"\nmachine: {os.cpu_count()} cores, {cpu_model}, {platform.system()} {pla
 print(f"wrk -c{conns} -d{duration}s, {rounds} alternating rounds, medians; proxies with {workers} worker(s)/thread(s); origin nginx return 200\n")
 hdr = f"{'target':<12} {'req/s':>9} {'p50 µs':>8} {'p99 µs':>8} {'CPU µs/req':>10} {'spans/req':>9} {'sink µs/req':>11} | {'req/s ÷nginx':>12} {'CPU ÷nginx':>10} {'req/s ÷off':>10} {'CPU ÷off':>8}"
 print(hdr); print("-" * len(hdr))
-for t in ["nginx", "tracing-off", "tracing-on", "base-off", "base-on"]:
+for t in ["nginx", "floor", "tracing-off", "tracing-on", "all-on", "base-off", "base-on"]:
     m = med.get(t)
     if not m: continue
     n, o = med["nginx"], med["tracing-off" if not t.startswith("base") else "base-off"]
-    spans = f"{m['spans']:.3f}" if t.endswith("-on") else "-"
-    sink = f"{m['sink']:.1f}" if t.endswith("-on") else "-"
+    traced = t.endswith("-on")
+    spans = f"{m['spans']:.3f}" if traced else "-"
+    sink = f"{m['sink']:.1f}" if traced else "-"
     print(f"{t:<12} {m['rps']:>9.0f} {m['p50']:>8.0f} {m['p99']:>8.0f} {m['cpu']:>10.1f} {spans:>9} {sink:>11} | "
           f"{m['rps']/n['rps']:>12.2f} {m['cpu']/n['cpu']:>10.2f} {m['rps']/o['rps']:>10.2f} {m['cpu']/o['cpu']:>8.2f}")
 print("\nspans/req: spans the OTLP receiver got ÷ requests (2.000 = a SERVER and a CLIENT span for every request)")
@@ -141,8 +165,19 @@ if "base-off" in med:
         print(f"  tracing {mode:<3}  req/s {a['rps']/b['rps']:.3f}   CPU µs/req {a['cpu']/b['cpu']:.3f}   "
               f"p99 {a['p99']/b['p99']:.3f}   ({a['cpu']:.1f} vs {b['cpu']:.1f} µs/req)")
     print("  (base rows: their ÷off columns are against base-off)")
+f, on, a = med.get("floor"), med.get("tracing-on"), med.get("all-on")
+if f:
+    o = med["tracing-off"]
+    print(f"\ntracing-off ÷ floor (tracegate's own cost over Pingora's):  req/s {o['rps']/f['rps']:.3f}   "
+          f"CPU µs/req {o['cpu']/f['cpu']:.3f}   ({o['cpu']:.1f} vs {f['cpu']:.1f} µs/req)")
+if a and on:
+    print(f"all-on ÷ tracing-on (access log + metrics, budget req/s ≥ 0.95, CPU ≤ 1.05):  req/s {a['rps']/on['rps']:.3f}   "
+          f"CPU µs/req {a['cpu']/on['cpu']:.3f}   p99 {a['p99']/on['p99']:.3f}   ({a['cpu']:.1f} vs {on['cpu']:.1f} µs/req)")
+    print(f"  all-on wrote {access_lines} access-log lines; its last scrape had {scrapes} request-duration bucket lines")
 if stopped:
     print(f"tracing-on at exit: {stopped}")
+if stopped_all:
+    print(f"all-on at exit: {stopped_all}")
 EOF
 if [ -n "$PERF_DIR" ]; then
   echo "note: round 1 ran under perf (profiles in $PERF_DIR); compare figures only from runs without PERF_DIR"
