@@ -1,5 +1,6 @@
 //! The access log's writer: a bounded queue from the request threads to one thread of its own,
-//! which writes the lines through a `BufWriter` and flushes whenever the queue runs empty.
+//! which writes the lines through a `BufWriter` in batches: it empties the queue, flushes, then
+//! lets lines gather for [`BATCH_INTERVAL`] (100 ms) before the next batch.
 //!
 //! - **Never blocks a request** (issue 13 §1): [`AccessLogSink::send`] is a `try_send`; when
 //!   the queue is full (a slow disk, a FIFO nobody reads) the line is dropped and counted in
@@ -276,6 +277,10 @@ fn open(target: &Target) -> std::io::Result<Box<dyn Write + Send>> {
     })
 }
 
+/// How long the writer lets lines gather after writing a batch. At the default queue size
+/// (8,192 lines) it drops nothing below about 80,000 lines per second.
+const BATCH_INTERVAL: Duration = Duration::from_millis(100);
+
 struct Writer {
     rx: Receiver<Msg>,
     shared: Arc<Shared>,
@@ -310,6 +315,10 @@ impl Writer {
                 break;
             }
             self.shared.stats.report_drops(self.shared.capacity, false);
+            // Lines gather in the queue until the next batch (nginx's `buffer`/`flush`): a
+            // writer that waited in `recv` would be woken by every line, and that wake-up
+            // (a futex call on each side) costs a request more than formatting its line.
+            std::thread::sleep(BATCH_INTERVAL);
         }
         self.flush();
     }
