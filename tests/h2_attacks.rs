@@ -27,17 +27,7 @@ const ENHANCE_YOUR_CALM: u32 = 0xb;
 const SMUGGLED: &str = "/smuggled";
 
 fn proxy(backend: &RawBackend) -> Proxy {
-    Proxy::start(&format!(
-        r#"listen: [{{ addr: "127.0.0.1:0", http2: true }}]
-server: {{ grace_period: 0s, shutdown_timeout: 1s }}
-telemetry: {{ exporter: {{ protocol: none }} }}
-routes:
-  - {{ name: all, match: {{ path_prefix: / }}, upstream: app }}
-upstreams:
-  app: {{ backends: ["{}"] }}
-"#,
-        backend.addr()
-    ))
+    Proxy::start(&backend.catch_all_config(r#"[{ addr: "127.0.0.1:0", http2: true }]"#))
 }
 
 /// The proxy still answers a well-behaved HTTP/2 and HTTP/1.1 client.

@@ -12,21 +12,6 @@ use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(15);
 
-/// A config routing every path to `backend`, with this `listen` value.
-fn config(listen: &str, backend: &RawBackend) -> String {
-    format!(
-        r#"listen: {listen}
-server: {{ grace_period: 0s, shutdown_timeout: 1s }}
-telemetry: {{ exporter: {{ protocol: none }} }}
-routes:
-  - {{ name: all, match: {{ path_prefix: / }}, upstream: app }}
-upstreams:
-  app: {{ backends: ["{}"] }}
-"#,
-        backend.addr()
-    )
-}
-
 /// One HTTP/1 case: the request as sent, the status wanted, what the backend must have seen
 /// (`Some((target, host))`: exactly one request with this target and one Host line with this
 /// value; `None`: nothing), and the reason.
@@ -56,7 +41,7 @@ const fn case(
 #[test]
 fn http1_host_and_target_table() {
     let backend = RawBackend::ok();
-    let proxy = Proxy::start(&config(r#"["127.0.0.1:0"]"#, &backend));
+    let proxy = Proxy::start(&backend.catch_all_config(r#"["127.0.0.1:0"]"#));
     let addr = proxy.addr();
     let cases = [
         // Host (RFC 9112 §3.2: a server MUST respond 400 to an HTTP/1.1 request without
@@ -273,7 +258,7 @@ fn http1_host_and_target_table() {
 #[test]
 fn a_refused_head_gets_a_reason_and_the_connection_stays_open() {
     let backend = RawBackend::ok();
-    let proxy = Proxy::start(&config(r#"["127.0.0.1:0"]"#, &backend));
+    let proxy = Proxy::start(&backend.catch_all_config(r#"["127.0.0.1:0"]"#));
     let mut client = RawClient::connect(&proxy.addr());
     client.send(b"GET /p HTTP/1.1\r\n\r\n");
     let first = client.exchange(false).expect("a response");
@@ -347,10 +332,8 @@ const BAD: Seen = Seen::Response(Some(400));
 #[test]
 fn http2_authority_and_path_table() {
     let backend = RawBackend::ok();
-    let proxy = Proxy::start(&config(
-        r#"[{ addr: "127.0.0.1:0", http2: true }]"#,
-        &backend,
-    ));
+    let proxy =
+        Proxy::start(&backend.catch_all_config(r#"[{ addr: "127.0.0.1:0", http2: true }]"#));
     let addr = proxy.addr();
     let req = |path: &str, authority: &str| Hpack::request("GET", path, authority);
     let cases = vec![

@@ -49,17 +49,7 @@ const fn case(raw: &'static str, want: Want, why: &'static str) -> Case {
 fn http1_framing_table() {
     use Want::{Pipelined, Refused, RefusedOrReframed};
     let backend = RawBackend::ok();
-    let proxy = Proxy::start(&format!(
-        r#"listen: ["127.0.0.1:0"]
-server: {{ grace_period: 0s, shutdown_timeout: 1s }}
-telemetry: {{ exporter: {{ protocol: none }} }}
-routes:
-  - {{ name: all, match: {{ path_prefix: / }}, upstream: app }}
-upstreams:
-  app: {{ backends: ["{}"] }}
-"#,
-        backend.addr()
-    ));
+    let proxy = Proxy::start(&backend.catch_all_config(r#"["127.0.0.1:0"]"#));
     let addr = proxy.addr();
     let cases = [
         // Content-Length and Transfer-Encoding together (CL.TE, TE.CL).

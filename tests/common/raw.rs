@@ -119,6 +119,22 @@ impl RawBackend {
         self.addr.to_string()
     }
 
+    /// A config routing every path to this backend, with this `listen` value, no exporter and
+    /// no grace period.
+    pub fn catch_all_config(&self, listen: &str) -> String {
+        format!(
+            r#"listen: {listen}
+server: {{ grace_period: 0s, shutdown_timeout: 1s }}
+telemetry: {{ exporter: {{ protocol: none }} }}
+routes:
+  - {{ name: all, match: {{ path_prefix: / }}, upstream: app }}
+upstreams:
+  app: {{ backends: ["{}"] }}
+"#,
+            self.addr()
+        )
+    }
+
     /// Every request parsed so far, on any connection, in parse order.
     pub fn requests(&self) -> Vec<RawRequest> {
         lock(&self.requests).clone()
