@@ -109,15 +109,12 @@ impl std::fmt::Display for Hex<'_> {
     }
 }
 
-/// How one request went upstream, when it was routed to an upstream.
+/// How one request went upstream, when it was routed to an upstream. Its backends and their
+/// outcomes are the exchange's [`Exchange::attempts`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamPart {
     /// The upstream's name.
     pub name: Arc<str>,
-    /// The backend of the last attempt.
-    pub backend: Option<SocketAddr>,
-    /// Attempts made (retries included).
-    pub attempts: u32,
 }
 
 /// One upstream attempt (the first try or a retry), timed by the proxy whether or not the

@@ -9,10 +9,10 @@ pub fn upstream_failure(x: &Exchange<'_>) {
     let Some(f) = x.failure.as_ref().filter(|f| f.upstream) else {
         return;
     };
-    let (route, upstream) = (x.route.unwrap_or("-"), x.upstream.as_ref());
-    let backend = upstream
-        .and_then(|u| u.backend)
-        .map_or_else(|| "-".to_owned(), |b| b.to_string());
+    let route = x.route.unwrap_or("-");
+    let backend = x
+        .last_attempt()
+        .map_or_else(|| "-".to_owned(), |a| a.backend.to_string());
     let trace_id = x
         .trace
         .map_or_else(|| "-".to_owned(), |t| t.trace_id().to_string());
@@ -22,7 +22,7 @@ pub fn upstream_failure(x: &Exchange<'_>) {
         x.method,
         x.path,
         f.error_type,
-        upstream.map_or(0, |u| u.attempts),
+        x.attempts.len(),
         f.message,
     );
 }

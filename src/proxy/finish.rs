@@ -48,8 +48,6 @@ pub(super) fn finish(session: &Session, ctx: &mut RequestCtx, e: Option<&Error>)
         status: session.response_written().map_or(0, |r| r.status.as_u16()),
         upstream: ctx.upstream().map(|u| UpstreamPart {
             name: u.pool.name.clone(),
-            backend: ctx.backend,
-            attempts: ctx.upstream.count(),
         }),
         failure: e.map(|e| Failure {
             error_type: errors::error_type(e),

@@ -235,7 +235,7 @@ pub(super) fn json(out: &mut Vec<u8>, x: &Exchange<'_>, query: &Capture) {
     if let Some(u) = &x.upstream {
         str_field(out, "upstream", &u.name);
         let last = x.last_attempt();
-        if let Some(backend) = last.map(|a| a.backend).or(u.backend) {
+        if let Some(backend) = last.map(|a| a.backend) {
             // A socket address prints as digits, dots, colons and brackets only.
             key(out, "upstream.address");
             out.push(b'"');
@@ -260,7 +260,7 @@ pub(super) fn json(out: &mut Vec<u8>, x: &Exchange<'_>, query: &Capture) {
                 ms_field(out, "upstream.ttfb_ms", t);
             }
         }
-        u64_field(out, "attempts", u.attempts.into());
+        u64_field(out, "attempts", x.attempts.len() as u64);
     }
     if let Some(e) = error_type(x) {
         str_field(out, "error.type", &e);
