@@ -175,11 +175,11 @@ impl AttemptRecord {
         self.done();
     }
 
-    /// From the start of the attempt to its end (or to `now` if it is still open).
-    pub fn duration(&self, now: Instant) -> Duration {
+    /// From the start of the attempt to its end; `None` while it is open (every attempt of
+    /// an exchange is closed).
+    pub fn duration(&self) -> Option<Duration> {
         self.ended
-            .unwrap_or(now)
-            .saturating_duration_since(self.started)
+            .map(|end| end.saturating_duration_since(self.started))
     }
 }
 
@@ -338,10 +338,9 @@ mod tests {
         let end = a.ended.expect("a failure ends the attempt");
         a.done();
         assert_eq!(a.ended, Some(end), "a later end changes nothing");
-        let later = end + Duration::from_secs(5);
         assert_eq!(
-            a.duration(later),
-            end - a.started,
+            a.duration(),
+            Some(end - a.started),
             "a closed attempt keeps its length"
         );
     }

@@ -246,12 +246,8 @@ pub(super) fn json(out: &mut Vec<u8>, x: &Exchange<'_>, query: &Capture) {
             if let Some(s) = a.status {
                 u64_field(out, "upstream.status_code", s.into());
             }
-            if let Some(end) = a.ended {
-                ms_field(
-                    out,
-                    "upstream.duration_ms",
-                    end.saturating_duration_since(a.started),
-                );
+            if let Some(d) = a.duration() {
+                ms_field(out, "upstream.duration_ms", d);
             }
             if let Some(c) = a.connect {
                 ms_field(out, "upstream.connect_ms", c);

@@ -64,8 +64,8 @@ pub fn record(resolved: Option<&Resolved>, route: Option<usize>, x: &Exchange<'_
                     span_id,
                 });
                 // Every attempt is closed by the time the request ends.
-                let end = a.ended.unwrap_or(a.started);
-                h.observe(a.duration(end).as_secs_f64(), exemplar, at);
+                let d = a.duration().unwrap_or_default();
+                h.observe(d.as_secs_f64(), exemplar, at);
             },
         );
     }
