@@ -85,7 +85,7 @@ pub struct RequestCtx {
     /// The backend's interim (1xx) responses so far, and the wait for the final one.
     interim: interim::Interim,
     /// When the request head had been read (wall clock and monotonic), for the request's
-    /// record.
+    /// record: Pingora creates the context right after it has read the head.
     started: (SystemTime, Instant),
     /// Each upstream attempt as the proxy timed it (for the access log and the metrics,
     /// whether or not the request is traced).
@@ -210,7 +210,8 @@ fn request_info<'a>(session: &'a Session, downstream: &'a Downstream) -> Request
 impl ProxyHttp for TracegateProxy {
     type CTX = RequestCtx;
 
-    /// Runs once per request, before any phase: a context holding the current routing state.
+    /// Runs once per request, right after its head was read and before any phase: a context
+    /// holding the current routing state and the request's start time.
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx {
             gateway: self.gateway.load_full(),
@@ -237,7 +238,6 @@ impl ProxyHttp for TracegateProxy {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        ctx.started = (SystemTime::now(), Instant::now());
         ctx.downstream = downstream::read(session);
         if let Some(m) = &ctx.gateway.metrics {
             ctx.active = Some(
