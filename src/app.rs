@@ -10,7 +10,8 @@ use crate::proxy::connection::{Gate, Gates};
 use crate::proxy::TracegateProxy;
 use crate::reload::Reloader;
 use crate::routing::filter::{Chain, Filter, HttpsRedirect};
-use crate::trace::{start_pipeline, Tracer};
+use crate::trace::store::{Process, TraceStore, Value as StoreValue};
+use crate::trace::{start_pipeline_with, Tracer};
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{ExecutionPhase, RunArgs, Server};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
@@ -142,10 +143,32 @@ pub fn run(config: Config, opts: RunOptions) -> Result<(), StartError> {
     };
     let listen: Vec<SocketAddr> = reserved.iter().map(|r| r.addr).collect();
     let gates = connection_gates(&config.server.http);
-    let pipeline = start_pipeline(&config.telemetry).map_err(StartError)?;
+    // The trace viewer's store: a sink of the pipeline, read by the admin listener.
+    let store = config
+        .admin
+        .as_ref()
+        .and_then(|a| a.viewer.as_ref())
+        .map(|v| {
+            let t = &config.telemetry;
+            Arc::new(TraceStore::new(
+                v.store,
+                Process {
+                    service: t.service_name.clone(),
+                    tags: t
+                        .resource
+                        .iter()
+                        .map(|(k, v)| (k.clone(), StoreValue::Str(v.clone())))
+                        .collect(),
+                },
+            ))
+        });
+    let pipeline = start_pipeline_with(&config.telemetry, store.clone()).map_err(StartError)?;
     let tracer = Tracer::new(pipeline.as_ref().map(|p| p.sink()));
     // Metrics are kept only when the admin listener can show them.
-    let metrics = config.admin.map(|_| Metrics::leak(pipeline.is_some()));
+    let metrics = config
+        .admin
+        .as_ref()
+        .map(|_| Metrics::leak(pipeline.is_some()));
     // Started whether or not the config has an access log, so a reload can turn it on.
     let access_log = AccessLogSink::start(crate::reload::access_log_queue_size(&config))
         .map_err(|e| StartError(format!("cannot start the access log's writer: {e}")))?;
@@ -162,7 +185,7 @@ pub fn run(config: Config, opts: RunOptions) -> Result<(), StartError> {
         .config_path
         .clone()
         .unwrap_or_else(|| PathBuf::from("-"));
-    let dump: Option<SharedConfigDump> = config.admin.map(|_| {
+    let dump: Option<SharedConfigDump> = config.admin.as_ref().map(|_| {
         Arc::new(arc_swap::ArcSwap::from_pointee(crate::reload::config_dump(
             &config,
             &config_file,
@@ -259,12 +282,20 @@ pub fn run(config: Config, opts: RunOptions) -> Result<(), StartError> {
             // The writer exists with or without an access log (a reload can turn it on).
             access_log_dropped: Some(Arc::clone(&access_log.stats().dropped)),
         };
-        let state = AdminState {
-            registry: crate::admin::registry(metrics, sources),
-            gateway: gateway.clone(),
-            lifecycle: Arc::clone(&lifecycle),
-            config: dump,
-        };
+        let state =
+            AdminState {
+                registry: crate::admin::registry(metrics, sources),
+                gateway: gateway.clone(),
+                lifecycle: Arc::clone(&lifecycle),
+                config: dump,
+                viewer: settings.viewer.as_ref().zip(store).map(|(v, store)| {
+                    crate::admin::Viewer {
+                        store,
+                        otlp_intake: v.otlp_intake,
+                        trace_url: v.trace_url.clone(),
+                    }
+                }),
+            };
         // With --upgrade the old process still holds the admin port until it exits.
         let wait = opts
             .upgrade

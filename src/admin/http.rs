@@ -1,5 +1,6 @@
 //! The admin listener's HTTP/1.1 server and the choice of answer for each request.
 
+use super::viewer;
 use super::views;
 use super::AdminState;
 use bytes::Bytes;
@@ -98,10 +99,14 @@ pub(super) fn serve(
                         let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                             let state = Arc::clone(&state);
                             async move {
-                                let made = tokio::task::spawn_blocking(move || {
-                                    answer(&req, &state, loopback)
-                                })
-                                .await;
+                                let made = if is_intake(&req, &state, loopback) {
+                                    intake(req, state).await
+                                } else {
+                                    tokio::task::spawn_blocking(move || {
+                                        answer(&req, &state, loopback)
+                                    })
+                                    .await
+                                };
                                 Ok::<_, Infallible>(made.unwrap_or_else(|_| {
                                     text(StatusCode::INTERNAL_SERVER_ERROR, "admin error\n")
                                 }))
@@ -119,6 +124,73 @@ pub(super) fn serve(
         })
         .map_err(fail)?;
     Ok(bound)
+}
+
+/// How long an intake body may take to arrive.
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A `POST /v1/traces` that the intake takes (on, and past the `Host` check): its body is
+/// read before the answer is made.
+fn is_intake(req: &Request<Incoming>, state: &AdminState, loopback: bool) -> bool {
+    req.method() == Method::POST
+        && req.uri().path() == "/v1/traces"
+        && state.viewer.as_ref().is_some_and(|v| v.otlp_intake)
+        && (!loopback
+            || host_allowed(
+                req.headers()
+                    .get(header::HOST)
+                    .map(|h| h.to_str().unwrap_or("\u{fffd}")),
+            ))
+}
+
+/// Reads an intake body (bounded in size and time), then decodes and stores it on the
+/// blocking pool.
+async fn intake(
+    req: Request<Incoming>,
+    state: Arc<AdminState>,
+) -> Result<Response<Full<Bytes>>, tokio::task::JoinError> {
+    use http_body_util::BodyExt;
+    let (parts, body) = req.into_parts();
+    let limited = http_body_util::Limited::new(body, viewer::MAX_INTAKE_BODY);
+    let body = match tokio::time::timeout(BODY_READ_TIMEOUT, limited.collect()).await {
+        Err(_) => return Ok(text(StatusCode::REQUEST_TIMEOUT, "408 Request Timeout\n")),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            return Ok(viewer_response(viewer::intake_too_large(&parts.headers)))
+        }
+        Ok(Err(_)) => {
+            return Ok(text(
+                StatusCode::BAD_REQUEST,
+                "400 Bad Request: the body did not arrive\n",
+            ))
+        }
+        Ok(Ok(c)) => c.to_bytes(),
+    };
+    tokio::task::spawn_blocking(move || {
+        let v = state.viewer.as_ref().expect("is_intake checked the viewer");
+        viewer_response(viewer::intake(v, &parts.headers, &body))
+    })
+    .await
+}
+
+/// A viewer answer as a response; pages get the viewer's Content-Security-Policy.
+fn viewer_response((status, content_type, body): viewer::Answer) -> Response<Full<Bytes>> {
+    let mut r = with_type(status, content_type, body);
+    if content_type.starts_with("text/html") {
+        let h = r.headers_mut();
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            header::HeaderValue::from_static(viewer::PAGE_POLICY),
+        );
+        h.insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            header::HeaderValue::from_static("nosniff"),
+        );
+        h.insert(
+            header::REFERRER_POLICY,
+            header::HeaderValue::from_static("no-referrer"),
+        );
+    }
+    r
 }
 
 /// Binds `addr` once it is free, trying every 100 ms for `wait`.
@@ -195,6 +267,31 @@ fn answer(req: &Request<Incoming>, state: &AdminState, loopback: bool) -> Respon
         },
         Decision::Upstreams => json(views::upstreams(&state.gateway.load())),
         Decision::Config => json(state.config.load().render()),
+        Decision::Viewer => match &state.viewer {
+            Some(v) => match viewer::answer(v, target.path, target.query) {
+                Some(a) => viewer_response(a),
+                None => text(StatusCode::NOT_FOUND, "404 Not Found\n"),
+            },
+            None => text(
+                StatusCode::NOT_FOUND,
+                "404 Not Found: the trace viewer is off (admin.traces turns it on)\n",
+            ),
+        },
+        Decision::Intake => match &state.viewer {
+            Some(v) if v.otlp_intake => {
+                let mut r = text(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "405 Method Not Allowed: OTLP/HTTP spans are POSTed\n",
+                );
+                r.headers_mut()
+                    .insert(header::ALLOW, header::HeaderValue::from_static("POST"));
+                r
+            }
+            _ => text(
+                StatusCode::NOT_FOUND,
+                "404 Not Found: the OTLP intake is off (admin.otlp_intake turns it on)\n",
+            ),
+        },
     }
 }
 
@@ -219,6 +316,10 @@ enum Decision {
     Metrics(Format),
     Upstreams,
     Config,
+    /// A trace viewer path (`/traces…`, `/api/…`), answered by the viewer.
+    Viewer,
+    /// `/v1/traces` for another method than a POST the intake took.
+    Intake,
 }
 
 /// An exposition format of `/metrics`.
@@ -254,6 +355,10 @@ fn decide(t: &Target<'_>, loopback: bool) -> Decision {
         },
         "/upstreams" => Decision::Upstreams,
         "/config" => Decision::Config,
+        "/v1/traces" => return Decision::Intake,
+        p if p == "/traces" || p.starts_with("/traces/") || p.starts_with("/api/") => {
+            Decision::Viewer
+        }
         _ => return Decision::NotFound,
     };
     if t.method != Method::GET && t.method != Method::HEAD {

@@ -12,6 +12,9 @@
 //! - `GET /upstreams`: each upstream's backends with their health, failures and attempts in
 //!   flight, as JSON.
 //! - `GET /config`: the running config as JSON, secrets redacted ([`ConfigDump`]).
+//! - With `admin.traces`: the trace viewer (`GET /traces`, `GET /traces/{trace_id}`), the
+//!   Jaeger-compatible query API (`GET /api/…`) and, with `admin.otlp_intake`, the OTLP/HTTP
+//!   intake (`POST /v1/traces`) ([`viewer`]).
 //! - Anything else: `404`; another method than GET or HEAD on these paths: `405`.
 //!
 //! **Why a server of its own, on its own thread** (a small runtime and hyper's HTTP/1.1 server),
@@ -29,9 +32,11 @@
 
 mod http;
 mod state;
+mod viewer;
 mod views;
 
 pub use state::{registry, StateSources};
+pub use viewer::{Viewer, MAX_INTAKE_BODY};
 
 use crate::proxy::SharedGateway;
 use arc_swap::ArcSwap;
@@ -42,10 +47,23 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// The checked `admin` key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdminSettings {
     /// Where the admin listener binds; port 0 asks the OS for a free port.
     pub listen: SocketAddr,
+    /// The trace viewer, when `admin.traces` is there.
+    pub viewer: Option<ViewerSettings>,
+}
+
+/// The checked trace viewer keys of `admin`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ViewerSettings {
+    /// `admin.traces`.
+    pub store: crate::trace::store::StoreSettings,
+    /// `admin.otlp_intake`: `POST /v1/traces` takes spans.
+    pub otlp_intake: bool,
+    /// `admin.trace_url`: `http(s)://…{trace_id}…`.
+    pub trace_url: Option<String>,
 }
 
 /// Where the process is in its life, for `/ping` and `/ready`.
@@ -125,6 +143,8 @@ pub struct AdminState {
     pub lifecycle: Arc<Lifecycle>,
     /// `/config`.
     pub config: SharedConfigDump,
+    /// `/traces`, `/api/…` and `/v1/traces`, when the trace viewer is on.
+    pub viewer: Option<Viewer>,
 }
 
 /// Binds the admin listener and serves it on a thread of its own until the process exits.
@@ -138,7 +158,19 @@ pub fn start(
     phases: tokio::sync::broadcast::Receiver<ExecutionPhase>,
     wait_for_port: Option<std::time::Duration>,
 ) -> Result<SocketAddr, String> {
+    let intake = state.viewer.as_ref().is_some_and(|v| v.otlp_intake);
+    let viewing = state.viewer.is_some();
     let addr = http::serve(settings.listen, Arc::new(state), phases, wait_for_port)?;
+    if viewing {
+        log::info!(
+            "trace viewer on http://{addr}/traces{}",
+            if intake {
+                format!(" (OTLP intake: OTEL_EXPORTER_OTLP_ENDPOINT=http://{addr})")
+            } else {
+                String::new()
+            }
+        );
+    }
     if addr.ip().is_loopback() {
         log::info!("admin listener on http://{addr} (/ping /ready /metrics /upstreams /config)");
     } else {

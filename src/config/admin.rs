@@ -1,12 +1,15 @@
-//! `admin`: the admin listener's address, into [`AdminSettings`]. No `admin` key, no admin
-//! listener; `admin: {}` listens on [`defaults::ADMIN_LISTEN`].
+//! `admin`: the admin listener's address and its trace viewer, into [`AdminSettings`]. No
+//! `admin` key, no admin listener; `admin: {}` listens on [`defaults::ADMIN_LISTEN`]. The
+//! viewer is on when `admin.traces` is there (`traces: {}` takes the defaults of
+//! [`StoreSettings`]).
 
-use super::check::Ctx;
+use super::check::{count_in, parse_size, Ctx};
 use super::defaults;
 use super::file::FileAdmin;
 use super::ConfigError;
-use crate::admin::AdminSettings;
+use crate::admin::{AdminSettings, ViewerSettings};
 use crate::listeners::ListenerSpec;
+use crate::trace::store::StoreSettings;
 use std::net::SocketAddr;
 
 /// Checks `admin`: an `IP:port` that no proxy listener also uses.
@@ -38,7 +41,93 @@ pub(super) fn check_admin(
             ));
         }
     }
-    Ok(Some(AdminSettings { listen }))
+    let viewer = check_viewer(c, f)?;
+    Ok(Some(AdminSettings { listen, viewer }))
+}
+
+/// Checks `admin.traces`, `admin.otlp_intake` and `admin.trace_url`. The intake and the link
+/// belong to the viewer, so either without `admin.traces` is refused rather than ignored.
+fn check_viewer(c: &Ctx<'_>, f: &FileAdmin) -> Result<Option<ViewerSettings>, ConfigError> {
+    let Some(t) = &f.traces else {
+        if f.otlp_intake == Some(true) {
+            return Err(c.err(
+                "admin.otlp_intake",
+                "the OTLP intake keeps spans in the trace viewer: add admin.traces (`traces: {}` \
+                 for the defaults)",
+            ));
+        }
+        if f.trace_url.is_some() {
+            return Err(c.err(
+                "admin.trace_url",
+                "the link belongs to the trace viewer: add admin.traces (`traces: {}` for the \
+                 defaults)",
+            ));
+        }
+        return Ok(None);
+    };
+    let d = StoreSettings::default();
+    let max_traces = c.count_in(
+        "admin.traces.max_traces",
+        t.max_traces,
+        d.max_traces,
+        1..=1_000_000,
+    )?;
+    let max_bytes = match &t.max_bytes {
+        None => d.max_bytes as u64,
+        Some(v) => parse_size(v).map_err(|r| c.err("admin.traces.max_bytes", r))?,
+    };
+    let max_bytes = count_in(max_bytes, &((1 << 20)..=(64 << 30))).map_err(|r| {
+        c.err(
+            "admin.traces.max_bytes",
+            format!("{r} bytes (1MiB to 64GiB)"),
+        )
+    })?;
+    let keep_errors = c.count_in(
+        "admin.traces.keep_errors",
+        t.keep_errors,
+        d.keep_errors,
+        0..=100_000,
+    )?;
+    let keep_slow = c.count_in("admin.traces.keep_slow", t.keep_slow, d.keep_slow, 0..=1000)?;
+    let trace_url = match &f.trace_url {
+        None => None,
+        Some(u) => {
+            let u = u.trim();
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                return Err(c.err(
+                    "admin.trace_url",
+                    format!("{u:?} is not an http:// or https:// URL"),
+                ));
+            }
+            if !u.contains("{trace_id}") {
+                return Err(c.err(
+                    "admin.trace_url",
+                    format!(
+                        "{u:?} has no {{trace_id}}: e.g. http://jaeger:16686/trace/{{trace_id}}"
+                    ),
+                ));
+            }
+            if u.chars().any(|ch| {
+                ch.is_whitespace() || ch.is_control() || ch == '"' || ch == '<' || ch == '>'
+            }) {
+                return Err(c.err(
+                    "admin.trace_url",
+                    format!("{u:?} has a space, a quote or an angle bracket"),
+                ));
+            }
+            Some(u.to_owned())
+        }
+    };
+    Ok(Some(ViewerSettings {
+        store: StoreSettings {
+            max_traces,
+            max_bytes: usize::try_from(max_bytes).unwrap_or(usize::MAX),
+            keep_errors,
+            keep_slow,
+        },
+        otlp_intake: f.otlp_intake.unwrap_or(false),
+        trace_url,
+    }))
 }
 
 /// Two binds that cannot both succeed: the same port on the same address, or on a wildcard
@@ -97,6 +186,50 @@ mod tests {
     }
 
     #[test]
+    fn viewer_keys() {
+        use crate::trace::store::StoreSettings;
+        let l = "listen: [\"127.0.0.1:8080\"]\n";
+        let c = load(&format!("{l}admin: {{ traces: {{}} }}\n")).unwrap();
+        let v = c
+            .admin
+            .unwrap()
+            .viewer
+            .expect("traces: {} turns the viewer on");
+        assert_eq!(v.store, StoreSettings::default(), "with the defaults");
+        assert!(!v.otlp_intake, "the intake is off by default");
+        assert_eq!(v.trace_url, None);
+        let c = load(&format!(
+            "{l}admin:\n  traces: {{ max_traces: 50, max_bytes: 8MiB, keep_errors: 0, keep_slow: 3 }}\n  \
+             otlp_intake: true\n  trace_url: \"https://jaeger.example/trace/{{trace_id}}\"\n",
+        ))
+        .unwrap();
+        let v = c.admin.unwrap().viewer.unwrap();
+        assert_eq!(
+            v.store,
+            StoreSettings {
+                max_traces: 50,
+                max_bytes: 8 << 20,
+                keep_errors: 0,
+                keep_slow: 3
+            }
+        );
+        assert!(v.otlp_intake);
+        assert_eq!(
+            v.trace_url.as_deref(),
+            Some("https://jaeger.example/trace/{trace_id}")
+        );
+        assert!(
+            load(&format!("{l}admin: {{}}\n"))
+                .unwrap()
+                .admin
+                .unwrap()
+                .viewer
+                .is_none(),
+            "off without traces"
+        );
+    }
+
+    #[test]
     fn refused_admin_table() {
         // (yaml, key, words in the reason, why)
         let cases: &[(&str, &str, &str, &str)] = &[
@@ -137,6 +270,66 @@ mod tests {
                 "a number is not an address",
             ),
             ("admin: []", "admin", "", "a list is not the admin map"),
+            (
+                "admin: { otlp_intake: true }",
+                "admin.otlp_intake",
+                "add admin.traces",
+                "the intake needs the viewer",
+            ),
+            (
+                "admin: { trace_url: \"http://j/trace/{trace_id}\" }",
+                "admin.trace_url",
+                "add admin.traces",
+                "the link needs the viewer",
+            ),
+            (
+                "admin: { traces: { max_traces: 0 } }",
+                "admin.traces.max_traces",
+                "at least 1",
+                "an empty ring",
+            ),
+            (
+                "admin: { traces: { max_bytes: 1KiB } }",
+                "admin.traces.max_bytes",
+                "1MiB to 64GiB",
+                "too small to hold a trace",
+            ),
+            (
+                "admin: { traces: { max_bytes: lots } }",
+                "admin.traces.max_bytes",
+                "invalid size",
+                "not a size",
+            ),
+            (
+                "admin: { traces: { keep_slow: 5000 } }",
+                "admin.traces.keep_slow",
+                "at most 1000",
+                "too many per route",
+            ),
+            (
+                "admin: { traces: { max: 1 } }",
+                "admin.traces.max",
+                "unknown field `max`",
+                "an unknown key",
+            ),
+            (
+                "admin: { traces: {}, trace_url: \"jaeger:16686/trace/{trace_id}\" }",
+                "admin.trace_url",
+                "not an http:// or https:// URL",
+                "no scheme",
+            ),
+            (
+                "admin: { traces: {}, trace_url: \"http://jaeger:16686/search\" }",
+                "admin.trace_url",
+                "has no {trace_id}",
+                "the link must name the trace",
+            ),
+            (
+                "admin: { traces: {}, trace_url: \"http://j/t/{trace_id}\\\"onclick\" }",
+                "admin.trace_url",
+                "a quote",
+                "nothing that could leave an attribute",
+            ),
         ];
         for (admin, key, words, why) in cases {
             let yaml = format!("listen: [\"127.0.0.1:8080\", \"0.0.0.0:8443\"]\n{admin}\n");

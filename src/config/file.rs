@@ -31,6 +31,22 @@ pub struct FileConfig {
 #[serde(deny_unknown_fields)]
 pub struct FileAdmin {
     pub listen: Option<String>,
+    /// The trace viewer's store; present (`{}` for the defaults), the viewer is on.
+    pub traces: Option<FileAdminTraces>,
+    /// `POST /v1/traces`: OTLP/HTTP spans from the services behind the proxy.
+    pub otlp_intake: Option<bool>,
+    /// A link from the viewer to the same trace in the real backend, with `{trace_id}`.
+    pub trace_url: Option<String>,
+}
+
+/// `admin.traces`: how many recent traces the viewer keeps.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileAdminTraces {
+    pub max_traces: Option<usize>,
+    pub max_bytes: Option<FileSize>,
+    pub keep_errors: Option<usize>,
+    pub keep_slow: Option<usize>,
 }
 
 /// `access_log`: one line per finished request.

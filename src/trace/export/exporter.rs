@@ -11,12 +11,14 @@ use super::pipeline::{BatchExporter, Pipeline, SdkExporter};
 use super::settings::{redact_userinfo, ExporterProtocol, TelemetrySettings};
 use super::zipkin::{ZipkinEncoder, ZipkinExporter};
 use crate::trace::span::SpanRecord;
+use crate::trace::store::TraceStore;
 use opentelemetry::trace::Status;
 use opentelemetry::{InstrumentationScope, KeyValue};
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use opentelemetry_sdk::Resource;
 use std::io::Write;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The exporters tracegate can drive, behind one type so the pipeline is not generic over them.
@@ -50,11 +52,60 @@ impl BatchExporter for AnyExporter {
 /// The instrumentation scope spans are reported under: `tracegate` and its version.
 pub const SCOPE_NAME: &str = "tracegate";
 
+/// What the exporter thread does with each batch: keep a copy in the trace viewer's store (when
+/// there is one), then hand it to the configured exporter (when there is one).
+#[derive(Debug)]
+pub struct Recording {
+    store: Option<Arc<TraceStore>>,
+    exporter: Option<AnyExporter>,
+}
+
+impl BatchExporter for Recording {
+    async fn export(&mut self, batch: &mut Vec<SpanRecord>) -> Result<u64, String> {
+        // Before the export, so that a slow or dead collector does not keep spans from the
+        // viewer (an export that times out never returns here).
+        if let Some(store) = &self.store {
+            store.record(batch);
+        }
+        match &mut self.exporter {
+            Some(e) => e.export(batch).await,
+            None => Ok(0),
+        }
+    }
+
+    fn shutdown(&mut self, timeout: Duration) {
+        if let Some(e) = &mut self.exporter {
+            e.shutdown(timeout);
+        }
+    }
+}
+
 /// Starts the pipeline for `settings`, or returns `Ok(None)` for protocol `none`.
 pub fn start_pipeline(settings: &TelemetrySettings) -> Result<Option<Pipeline>, String> {
+    start_pipeline_with(settings, None)
+}
+
+/// Starts the pipeline for `settings`, keeping a copy of every span in `store` when given.
+/// Returns `Ok(None)` only when there is neither an exporter (protocol `none`) nor a store: the
+/// store is a sink of its own.
+pub fn start_pipeline_with(
+    settings: &TelemetrySettings,
+    store: Option<Arc<TraceStore>>,
+) -> Result<Option<Pipeline>, String> {
     let exporter = settings.exporter.clone();
     if exporter.protocol == ExporterProtocol::None {
-        return Ok(None);
+        return match store {
+            None => Ok(None),
+            Some(store) => {
+                let make = move || {
+                    Ok(Recording {
+                        store: Some(store),
+                        exporter: None,
+                    })
+                };
+                Pipeline::start(make, settings.batch.clone()).map(Some)
+            }
+        };
     }
     // Built from the settings alone: the SDK's default detectors would read OTEL_SERVICE_NAME
     // and OTEL_RESOURCE_ATTRIBUTES again, past the config's checks and precedence.
@@ -108,6 +159,12 @@ pub fn start_pipeline(settings: &TelemetrySettings) -> Result<Option<Pipeline>, 
         })?;
         let encoder = OtlpEncoder::new(&resource, SCOPE_NAME, version);
         Ok(AnyExporter::Otlp(OtlpExporter::new(encoder, transport)))
+    };
+    let make = move || {
+        Ok(Recording {
+            store,
+            exporter: Some(make()?),
+        })
     };
     Pipeline::start(make, settings.batch.clone()).map(Some)
 }

@@ -26,6 +26,6 @@ pub mod tls;
 pub mod transport;
 pub mod zipkin;
 
-pub use exporter::start_pipeline;
+pub use exporter::{start_pipeline, start_pipeline_with, SCOPE_NAME};
 pub use pipeline::{BatchExporter, Pipeline, PipelineSettings, SdkExporter, SpanSink};
 pub use settings::{ExporterProtocol, ExporterSettings, TelemetrySettings};
