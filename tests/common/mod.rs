@@ -23,6 +23,8 @@
 //! Modules tests name as such:
 //! * [`admin`]: scraping the admin listener's `/metrics` with a real parser, and a real
 //!   Prometheus server ([`admin::PrometheusServer`]).
+//! * [`browser`]: Debian's headless Chromium, for the trace viewer's page: its DOM after the
+//!   scripts ran, and screenshots kept as test artifacts.
 //! * [`edge`]: TLS listeners, HTTP/2, WebSocket, streaming bodies.
 //! * [`backends`]: backends that misbehave on demand, for load-balancing and health tests.
 //! * [`raw`]: raw HTTP/1.1 on both sides (a backend with a strict parser that records exactly
@@ -44,6 +46,7 @@ mod upstream;
 
 pub mod admin;
 pub mod backends;
+pub mod browser;
 pub mod edge;
 pub mod h2raw;
 pub mod raw;
