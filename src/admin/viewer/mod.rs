@@ -59,10 +59,15 @@ pub(super) fn answer(viewer: &Viewer, path: &str, query: Option<&str>) -> Option
         return jaeger::answer(&viewer.store, path, query).map(json_answer);
     }
     match path {
-        "/traces" | "/traces/" => Some(page(
-            json!({"view": "list", "summary": summary(viewer, &SummaryFilter::default(), DEFAULT_LIST)}),
-            http::StatusCode::OK,
-        )),
+        "/traces" | "/traces/" => {
+            // The list as the address filters it (a link from the overview), so the first
+            // paint already shows it; filters that do not parse are left to the refresh.
+            let (f, limit) = filter(query).unwrap_or((SummaryFilter::default(), DEFAULT_LIST));
+            Some(page(
+                json!({"view": "list", "summary": summary(viewer, &f, limit)}),
+                http::StatusCode::OK,
+            ))
+        }
         "/traces/summary" => Some(match filter(query) {
             Ok((f, limit)) => json_answer((http::StatusCode::OK, summary(viewer, &f, limit))),
             Err(m) => json_answer((http::StatusCode::BAD_REQUEST, json!({"error": m}))),
