@@ -15,6 +15,17 @@ const WAIT: Duration = Duration::from_secs(30);
 /// A proxy with the viewer (and the intake) on, exporting to `rx` as well, with a retried route
 /// (a dead backend, then a live one) and a route to a backend that answers 502.
 fn proxy(rx: Option<&OtlpReceiver>, up: &Upstream, traces: &str, admin_extra: &str) -> Proxy {
+    proxy_with(rx, up, traces, admin_extra, "")
+}
+
+/// [`proxy`] with more `telemetry` keys (`, sampler: …`).
+fn proxy_with(
+    rx: Option<&OtlpReceiver>,
+    up: &Upstream,
+    traces: &str,
+    admin_extra: &str,
+    telemetry_extra: &str,
+) -> Proxy {
     let exporter = match rx {
         Some(rx) => format!(
             "{{ protocol: grpc, endpoint: \"{}\" }}, batch: {{ scheduled_delay: 20ms }}",
@@ -25,7 +36,7 @@ fn proxy(rx: Option<&OtlpReceiver>, up: &Upstream, traces: &str, admin_extra: &s
     Proxy::start(&format!(
         "listen: [\"127.0.0.1:0\"]\n\
          admin: {{ listen: \"127.0.0.1:0\", traces: {traces}, otlp_intake: true{admin_extra} }}\n\
-         telemetry: {{ service_name: edge, exporter: {exporter} }}\n\
+         telemetry: {{ service_name: edge, exporter: {exporter}{telemetry_extra} }}\n\
          routes:\n  \
          - {{ name: api, match: {{ path_prefix: /api }}, upstream: retry }}\n  \
          - {{ name: bad, match: {{ path_prefix: /status }}, upstream: one }}\n  \
@@ -243,6 +254,40 @@ fn a_retried_request_and_the_backends_own_span_form_one_trace() {
     let (status, missing) = get_json(&admin, "/api/traces/00000000000000000000000000000abc");
     assert_eq!(status, 404);
     assert_eq!(missing["errors"][0]["code"], 404);
+}
+
+/// A request the head sampler dropped but a keep rule exported is in the viewer too; one
+/// that nothing exported is not. The viewer is the only sink here (`protocol: none`).
+#[test]
+fn requests_the_keep_rules_export_are_kept_and_unsampled_ones_are_not() {
+    let up = Upstream::start("u");
+    let p = proxy_with(
+        None,
+        &up,
+        "{}",
+        "",
+        ", sampler: { name: always_off }, keep: { errors: true }",
+    );
+    let admin = p.admin_addr();
+    p.wait_for_log("trace viewer on http://", WAIT);
+    assert_eq!(http_get(&p.addr(), "/hello", &[]).status, 200);
+    assert_eq!(http_get(&p.addr(), "/status/503", &[]).status, 503);
+    let deadline = Instant::now() + WAIT;
+    while get_json(&admin, "/traces/summary").1["traces"]
+        .as_array()
+        .unwrap()
+        .is_empty()
+    {
+        assert!(Instant::now() < deadline, "nothing reached the viewer");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The 503's spans went through the pipeline after the 200 was answered (and dropped), so
+    // once they are here the 200 would have been too.
+    let (_, sum) = get_json(&admin, "/traces/summary");
+    let traces = sum["traces"].as_array().unwrap();
+    assert_eq!(traces.len(), 1, "only the kept 503: {sum}");
+    assert_eq!(traces[0]["status"], 503);
+    assert_eq!(traces[0]["route"], "bad");
 }
 
 #[test]
