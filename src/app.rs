@@ -281,6 +281,7 @@ pub fn run(config: Config, opts: RunOptions) -> Result<(), StartError> {
             spans: pipeline.as_ref().map(|p| p.sink()),
             // The writer exists with or without an access log (a reload can turn it on).
             access_log_dropped: Some(Arc::clone(&access_log.stats().dropped)),
+            trace_store: store.clone(),
         };
         let state =
             AdminState {

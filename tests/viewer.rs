@@ -462,6 +462,14 @@ fn the_ring_turns_over_and_the_502_stays() {
     assert_eq!(kept.len(), 1, "the 502 survived 30 newer traces");
     assert_eq!(kept[0]["reserved"], "error");
     assert_eq!(sum["stored"]["evicted"], 25);
+    let m = common::admin::scrape(&admin);
+    let sample = |name: &str| common::admin::sample(&m, name, &[]);
+    assert_eq!(sample("tracegate_trace_store_evicted_total"), Some(25.0));
+    assert_eq!(sample("tracegate_trace_store_traces"), Some(6.0));
+    assert_eq!(
+        sample("tracegate_trace_store_bytes"),
+        sum["stored"]["bytes"].as_f64()
+    );
     let bad = sum["routes"]
         .as_array()
         .unwrap()

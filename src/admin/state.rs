@@ -15,6 +15,9 @@
 //!   `otel_sdk_exporter_span_exported_total{error_type}`.
 //! - `tracegate_access_log_dropped_total`, from the access log's writer (0 while no config
 //!   generation has an access log).
+//! - The trace viewer's store: `tracegate_trace_store_traces`, `tracegate_trace_store_bytes`,
+//!   `tracegate_trace_store_evicted_total` (traces dropped to stay within its limits) and
+//!   `tracegate_trace_store_spans_dropped_total` (spans over a trace's limit).
 
 use crate::listeners::ListenerCertificates;
 use crate::observe::metrics::{encode_counter, Metrics, ReloadStats};
@@ -46,6 +49,8 @@ pub struct StateSources {
     /// `tracegate_access_log_dropped_total`: access-log lines dropped because the log's queue
     /// was full ([`crate::observe::access_log::AccessLogStats::dropped`]).
     pub access_log_dropped: Option<Arc<AtomicU64>>,
+    /// The trace viewer's store.
+    pub trace_store: Option<Arc<crate::trace::store::TraceStore>>,
 }
 
 /// A registry with the per-request `metrics` and the process state of `sources`, for
@@ -142,6 +147,33 @@ impl Collector for StateSources {
                 "tracegate_access_log_dropped",
                 "Access-log lines dropped because the log's queue was full",
                 [(&[][..], d.load(Relaxed))],
+            )?;
+        }
+        if let Some(t) = &self.trace_store {
+            let u = t.usage();
+            gauge(
+                &mut encoder,
+                "tracegate_trace_store_traces",
+                "Traces the trace viewer holds now, ring and reserve",
+                i64::try_from(u.traces).unwrap_or(i64::MAX),
+            )?;
+            gauge(
+                &mut encoder,
+                "tracegate_trace_store_bytes",
+                "What the trace viewer's traces hold, estimated (at most admin.traces.max_bytes)",
+                i64::try_from(u.bytes).unwrap_or(i64::MAX),
+            )?;
+            counters(
+                &mut encoder,
+                "tracegate_trace_store_evicted",
+                "Traces the trace viewer dropped to stay within its limits",
+                [(&[][..], u.evicted)],
+            )?;
+            counters(
+                &mut encoder,
+                "tracegate_trace_store_spans_dropped",
+                "Spans the trace viewer dropped: their trace already held the most it keeps",
+                [(&[][..], u.dropped_spans)],
             )?;
         }
         Ok(())
