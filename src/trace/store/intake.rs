@@ -152,6 +152,9 @@ fn cut(mut s: String) -> String {
             end -= 1;
         }
         s.truncate(end);
+        // `truncate` keeps the whole buffer: without this a 16 MiB value would hold 16 MiB
+        // while the store counts 4 KiB of it.
+        s.shrink_to_fit();
     }
     s
 }
@@ -174,7 +177,10 @@ fn value(v: Option<AnyValue>) -> Value {
         Some(any_value::Value::IntValue(i)) => Value::Int(i),
         Some(any_value::Value::DoubleValue(x)) => Value::F64(x),
         Some(any_value::Value::BytesValue(mut b)) => {
-            b.truncate(MAX_VALUE_LEN);
+            if b.len() > MAX_VALUE_LEN {
+                b.truncate(MAX_VALUE_LEN);
+                b.shrink_to_fit();
+            }
             Value::Bytes(b)
         }
         Some(other) => Value::Json(cut(json(&other).to_string())),
@@ -356,9 +362,14 @@ mod tests {
     }
 
     #[test]
-    fn long_values_are_cut_at_a_character_boundary() {
+    fn long_values_are_cut_at_a_character_boundary_and_let_go_of_the_rest() {
         let s = "é".repeat(MAX_VALUE_LEN);
         let c = cut(s);
         assert!(c.len() <= MAX_VALUE_LEN && c.is_char_boundary(c.len()));
+        assert!(
+            c.capacity() <= MAX_VALUE_LEN,
+            "the cut value does not keep the original buffer: {}",
+            c.capacity()
+        );
     }
 }

@@ -323,7 +323,7 @@ impl TraceStore {
                 let dur = span::unix_us(r.end).saturating_sub(span::unix_us(r.start));
                 g.count(route, r.is_error(), dur);
             }
-            g.insert(Stored::Own(r.clone()));
+            g.insert(Stored::Own(r.clone()), 0);
         }
         g.enforce(&self.settings, &self.own);
     }
@@ -334,8 +334,15 @@ impl TraceStore {
             return;
         }
         let mut g = self.lock();
+        // A resource is shared by the spans of its group: its bytes count with the first.
+        let mut seen: HashSet<usize> = HashSet::new();
         for s in spans {
-            g.insert(Stored::Foreign(Box::new(s)));
+            let extra = if seen.insert(Arc::as_ptr(&s.process) as usize) {
+                s.process.bytes()
+            } else {
+                0
+            };
+            g.insert(Stored::Foreign(Box::new(s)), extra);
         }
         g.enforce(&self.settings, &self.own);
     }
@@ -593,9 +600,10 @@ impl Inner {
         c.buckets[bucket_of(duration_us)] += 1;
     }
 
-    fn insert(&mut self, s: Stored) {
+    /// Adds a span, holding `extra` bytes besides its own (a resource it brought).
+    fn insert(&mut self, s: Stored, extra: usize) {
         let id = s.trace_id();
-        let bytes = s.bytes();
+        let bytes = s.bytes() + extra;
         match self.traces.get_mut(&id) {
             Some(e) => {
                 if e.spans.len() >= MAX_SPANS_PER_TRACE {

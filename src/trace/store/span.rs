@@ -7,6 +7,7 @@
 //! page asks for them, through the same attribute view the OTLP encoder reads
 //! ([`SpanRecord::for_each_attribute`]), so the viewer and the exported span cannot disagree.
 
+use crate::trace::capture::CapturedHeader;
 use crate::trace::ids::{SpanId, TraceId};
 use crate::trace::span::{AttrScratch, AttrValue, Kind, SpanBody, SpanRecord};
 use std::sync::Arc;
@@ -25,11 +26,24 @@ pub enum Value {
     Json(String),
 }
 
+/// What the allocator keeps besides the bytes of each heap block (its header and rounding up
+/// to a size class), as a flat estimate: many small values cost more than their length.
+pub(super) const ALLOC_OVERHEAD: usize = 16;
+
+/// The heap bytes a buffer of `capacity` holds, with the allocator's overhead.
+pub(super) fn heap(capacity: usize) -> usize {
+    if capacity == 0 {
+        0
+    } else {
+        capacity + ALLOC_OVERHEAD
+    }
+}
+
 impl Value {
     fn bytes(&self) -> usize {
         match self {
-            Value::Str(s) | Value::Json(s) => s.len(),
-            Value::Bytes(b) => b.len(),
+            Value::Str(s) | Value::Json(s) => heap(s.capacity()),
+            Value::Bytes(b) => heap(b.capacity()),
             _ => 0,
         }
     }
@@ -43,6 +57,20 @@ pub type Attribute = (String, Value);
 pub struct Process {
     pub service: String,
     pub tags: Vec<Attribute>,
+}
+
+impl Process {
+    /// What the process holds, in bytes (shared by its spans, counted once per intake request).
+    pub(super) fn bytes(&self) -> usize {
+        heap(size_of::<Process>())
+            + heap(self.service.capacity())
+            + heap(self.tags.capacity() * size_of::<Attribute>())
+            + self
+                .tags
+                .iter()
+                .map(|(k, v)| heap(k.capacity()) + v.bytes())
+                .sum::<usize>()
+    }
 }
 
 /// The OpenTelemetry span kind.
@@ -131,25 +159,31 @@ impl SpanSnapshot {
 
     /// What the span holds, roughly, in bytes (its process is shared and counted apart).
     pub(super) fn bytes(&self) -> usize {
-        let attrs = |a: &[Attribute]| -> usize {
-            a.iter()
-                .map(|(k, v)| size_of::<Attribute>() + k.len() + v.bytes())
-                .sum()
+        // Every String and Vec is a heap block of its capacity.
+        let attrs = |a: &Vec<Attribute>| -> usize {
+            heap(a.capacity() * size_of::<Attribute>())
+                + a.iter()
+                    .map(|(k, v)| heap(k.capacity()) + v.bytes())
+                    .sum::<usize>()
         };
-        size_of::<SpanSnapshot>()
-            + self.name.len()
+        heap(size_of::<SpanSnapshot>())
+            + heap(self.name.capacity())
             + attrs(&self.attributes)
+            + heap(self.events.capacity() * size_of::<Event>())
             + self
                 .events
                 .iter()
-                .map(|e| size_of::<Event>() + e.name.len() + attrs(&e.attributes))
+                .map(|e| heap(e.name.capacity()) + attrs(&e.attributes))
                 .sum::<usize>()
-            + self.links.len() * size_of::<Link>()
+            + heap(self.links.capacity() * size_of::<Link>())
             + match &self.status {
-                Status::Error(m) => m.len(),
+                Status::Error(m) => heap(m.capacity()),
                 _ => 0,
             }
-            + self.scope.as_ref().map_or(0, |(n, v)| n.len() + v.len())
+            + self
+                .scope
+                .as_ref()
+                .map_or(0, |(n, v)| heap(n.capacity()) + heap(v.capacity()))
     }
 }
 
@@ -225,8 +259,10 @@ impl Stored {
         }
     }
 
-    /// What the span holds, roughly, in bytes: the record and every buffer it owns.
+    /// What the span holds, roughly, in bytes: the record and every buffer it owns, each a heap
+    /// block of its capacity.
     pub(super) fn bytes(&self) -> usize {
+        let opt = |s: &Option<String>| s.as_ref().map_or(0, |s| heap(s.capacity()));
         match self {
             Stored::Own(r) => {
                 let body = match &r.body {
@@ -236,27 +272,25 @@ impl Stored {
                             .iter()
                             .chain(&s.response_headers)
                             .map(|h| {
-                                h.key.len()
-                                    + h.values.iter().map(|v| 24 + v.capacity()).sum::<usize>()
+                                heap(h.key.len())
+                                    + heap(h.values.capacity() * size_of::<String>())
+                                    + h.values.iter().map(|v| heap(v.capacity())).sum::<usize>()
                             })
                             .sum();
-                        size_of_val(&**s)
-                            + s.path.capacity()
-                            + s.query.as_ref().map_or(0, String::capacity)
-                            + s.server_address.as_ref().map_or(0, String::capacity)
-                            + s.user_agent.as_ref().map_or(0, String::capacity)
+                        heap(size_of_val(&**s))
+                            + heap(s.path.capacity())
+                            + opt(&s.query)
+                            + opt(&s.server_address)
+                            + opt(&s.user_agent)
+                            + heap(s.request_headers.capacity() * size_of::<CapturedHeader>())
+                            + heap(s.response_headers.capacity() * size_of::<CapturedHeader>())
                             + headers
                     }
                     SpanBody::Client(c) => {
-                        size_of_val(&**c)
-                            + c.path.capacity()
-                            + c.error_message.as_ref().map_or(0, String::capacity)
+                        heap(size_of_val(&**c)) + heap(c.path.capacity()) + opt(&c.error_message)
                     }
                 };
-                size_of::<Stored>()
-                    + size_of::<SpanRecord>()
-                    + body
-                    + r.tracestate.as_ref().map_or(0, |t| t.len())
+                size_of::<Stored>() + body + r.tracestate.as_ref().map_or(0, |t| heap(t.len()))
             }
             Stored::Foreign(s) => size_of::<Stored>() + s.bytes(),
         }
