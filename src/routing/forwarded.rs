@@ -56,6 +56,36 @@ pub struct Hop<'a> {
 }
 
 impl ForwardedPolicy {
+    /// The client's address as the middlewares see it (nginx `real_ip` with
+    /// `real_ip_recursive on`, Traefik `ipStrategy`): the TCP peer, unless the peer is in
+    /// `forwarded.trusted`; then `X-Forwarded-For` is read from the right and the first address
+    /// that is not trusted is the client's (each trusted hop appended the address it saw; an
+    /// address further left came from the client and could be anything). When every address is
+    /// trusted, the left-most is the client's. An entry that is not an IP address stops the walk
+    /// at the hop before it (nothing left of a broken entry can be believed).
+    pub fn client_address(&self, peer: Option<IpAddr>, incoming: &HeaderMap) -> Option<IpAddr> {
+        let peer = peer.map(|ip| ip.to_canonical());
+        if !self.trusted.trusts(peer) {
+            return peer;
+        }
+        let mut client = peer;
+        for line in incoming.get_all(&X_FORWARDED_FOR).iter().rev() {
+            let Ok(text) = line.to_str() else {
+                return client;
+            };
+            for entry in text.rsplit(',') {
+                let Some(ip) = parse_forwarded_ip(entry.trim()) else {
+                    return client;
+                };
+                client = Some(ip);
+                if !self.trusted.trusts(Some(ip)) {
+                    return client;
+                }
+            }
+        }
+        client
+    }
+
     /// True when no forwarding header is written or touched.
     pub fn is_off(&self) -> bool {
         !self.x_forwarded && !self.forwarded
@@ -124,6 +154,22 @@ impl ForwardedPolicy {
             edit(&FORWARDED, HeaderValue::from_bytes(&buf).ok());
         }
     }
+}
+
+/// An `X-Forwarded-For` entry as an address: `1.2.3.4`, `2001:db8::1`, `[2001:db8::1]`, with or
+/// without a port (`1.2.3.4:5678`, `[2001:db8::1]:5678`), as proxies write them.
+fn parse_forwarded_ip(entry: &str) -> Option<IpAddr> {
+    if let Ok(ip) = entry.parse::<IpAddr>() {
+        return Some(ip.to_canonical());
+    }
+    if let Ok(sa) = entry.parse::<std::net::SocketAddr>() {
+        return Some(sa.ip().to_canonical());
+    }
+    entry
+        .strip_prefix('[')
+        .and_then(|e| e.strip_suffix(']'))
+        .and_then(|e| e.parse::<IpAddr>().ok())
+        .map(|ip| ip.to_canonical())
 }
 
 /// Appends every non-empty line of `name`, joined with `, `.
@@ -399,6 +445,107 @@ mod tests {
                     },
                 );
             }
+        }
+    }
+
+    #[test]
+    fn client_address_table() {
+        use crate::net::Cidr;
+        let nets =
+            |l: &[&str]| Trust::Networks(l.iter().map(|n| Cidr::parse(n).unwrap()).collect());
+        let policy = |trusted| ForwardedPolicy {
+            trusted,
+            ..ForwardedPolicy::default()
+        };
+        let lb = policy(nets(&["10.0.0.0/8"]));
+        let nobody = policy(Trust::None);
+        // (policy, peer, X-Forwarded-For lines, client, why)
+        let cases: Vec<(&ForwardedPolicy, &str, Vec<&str>, &str, &str)> = vec![
+            (
+                &lb,
+                "203.0.113.9",
+                vec!["1.1.1.1"],
+                "203.0.113.9",
+                "an untrusted peer is the client, whatever it claims",
+            ),
+            (
+                &lb,
+                "10.0.0.2",
+                vec!["198.51.100.7"],
+                "198.51.100.7",
+                "behind a trusted load balancer",
+            ),
+            (
+                &lb,
+                "10.0.0.2",
+                vec!["6.6.6.6, 198.51.100.7, 10.0.0.5"],
+                "198.51.100.7",
+                "the right-most untrusted hop; the spoofed left part is ignored",
+            ),
+            (
+                &lb,
+                "10.0.0.2",
+                vec!["6.6.6.6", "198.51.100.7"],
+                "198.51.100.7",
+                "several lines are one list, the last line last",
+            ),
+            (
+                &lb,
+                "10.0.0.2",
+                vec!["10.0.0.9, 10.0.0.5"],
+                "10.0.0.9",
+                "all trusted: the left-most",
+            ),
+            (
+                &lb,
+                "10.0.0.2",
+                vec![],
+                "10.0.0.2",
+                "no header: the trusted peer itself",
+            ),
+            (
+                &lb,
+                "10.0.0.2",
+                vec!["6.6.6.6, garbage, 10.0.0.5"],
+                "10.0.0.5",
+                "a broken entry stops the walk at the hop before it",
+            ),
+            (
+                &lb,
+                "10.0.0.2",
+                vec!["[2001:db8::7]:443"],
+                "2001:db8::7",
+                "a bracketed IPv6 with a port",
+            ),
+            (
+                &lb,
+                "10.0.0.2",
+                vec!["198.51.100.7:5555"],
+                "198.51.100.7",
+                "an IPv4 with a port",
+            ),
+            (
+                &lb,
+                "::ffff:10.0.0.2",
+                vec!["198.51.100.7"],
+                "198.51.100.7",
+                "a v4-mapped peer is the IPv4 address",
+            ),
+            (
+                &nobody,
+                "10.0.0.2",
+                vec!["198.51.100.7"],
+                "10.0.0.2",
+                "nobody trusted: the peer",
+            ),
+        ];
+        for (p, peer, lines, want, why) in cases {
+            let mut h = HeaderMap::new();
+            for l in lines {
+                h.append(&X_FORWARDED_FOR, HeaderValue::from_str(l).unwrap());
+            }
+            let got = p.client_address(Some(peer.parse().unwrap()), &h);
+            assert_eq!(got, Some(want.parse().unwrap()), "{why}");
         }
     }
 }
