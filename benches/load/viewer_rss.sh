@@ -13,15 +13,17 @@
 #   2. after REQUESTS requests through the proxy (wrk, stopped by a Lua script at that many
 #      answers; the count shown is the proxy's own, from /metrics);
 #   3. after an intake flood: OTLP/JSON spans POSTed to /v1/traces (keep-alive, SPANS_PER_POST
-#      spans a request, SPANS_PER_TRACE spans a trace, every trace id new, each span with a
-#      BLOB_BYTES string attribute) until FLOOD_MIB MiB of bodies have been sent: far more than
-#      the store may hold, so it has to evict by bytes;
+#      spans a request, SPANS_PER_TRACE spans a trace, every trace id new, each span with
+#      ATTRIBUTES string attributes of BLOB_BYTES) until FLOOD_MIB MiB of bodies have been sent:
+#      far more than the store may hold, so it has to evict by bytes;
 # and prints one table, then checks stored bytes ≤ max_bytes and compares the RSS after the
 # flood with max_bytes + the RSS at rest (above 1.5× of it, the store's byte estimate is far
 # from what it really holds). Everything it starts, it stops. Takes about a minute.
 #
 # Usage: benches/load/viewer_rss.sh   (REQUESTS=100000 FLOOD_MIB=200 SPANS_PER_POST=200
-#        SPANS_PER_TRACE=20 BLOB_BYTES=4096 CONNS=50 WORKERS=1 by default)
+#        SPANS_PER_TRACE=20 ATTRIBUTES=1 BLOB_BYTES=4096 CONNS=50 WORKERS=1 by default)
+#        BLOB_BYTES over 4096 (the intake keeps 4096 bytes of a value) or many small ATTRIBUTES
+#        show how far the store's byte estimate is from what the spans really take
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -29,6 +31,7 @@ REQUESTS=${REQUESTS:-100000}
 FLOOD_MIB=${FLOOD_MIB:-200}
 SPANS_PER_POST=${SPANS_PER_POST:-200}
 SPANS_PER_TRACE=${SPANS_PER_TRACE:-20}
+ATTRIBUTES=${ATTRIBUTES:-1}
 BLOB_BYTES=${BLOB_BYTES:-4096}
 CONNS=${CONNS:-50}
 WORKERS=${WORKERS:-1}
@@ -98,9 +101,9 @@ if grep -q "Non-2xx\|Socket errors" "$WORK/wrk.out"; then log "wrk saw errors:";
 record "after requests" "$(proxied) requests"
 
 log "flooding the OTLP intake with ${FLOOD_MIB} MiB of OTLP/JSON spans"
-flood=$(python3 - "$ADMIN_PORT" "$FLOOD_MIB" "$SPANS_PER_POST" "$SPANS_PER_TRACE" "$BLOB_BYTES" <<'EOF'
+flood=$(python3 - "$ADMIN_PORT" "$FLOOD_MIB" "$SPANS_PER_POST" "$SPANS_PER_TRACE" "$BLOB_BYTES" "$ATTRIBUTES" <<'EOF'
 import http.client, json, sys
-port, mib, per_post, per_trace, blob_bytes = map(int, sys.argv[1:6])
+port, mib, per_post, per_trace, blob_bytes, n_attrs = map(int, sys.argv[1:7])
 blob = ("0123456789abcdef" * (blob_bytes // 16 + 1))[:blob_bytes]
 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
 sent = spans = posts = rejected = 0
@@ -112,7 +115,8 @@ while sent < mib << 20:
         trace_no = (span_no - 1) // per_trace + 1
         batch.append({"traceId": f"f1{trace_no:030x}", "spanId": f"{span_no:016x}", "name": "x",
                       "kind": 2, "startTimeUnixNano": "1", "endTimeUnixNano": "2",
-                      "attributes": [{"key": "blob", "value": {"stringValue": blob}}]})
+                      "attributes": [{"key": f"blob{i}" if i else "blob", "value": {"stringValue": blob}}
+                                     for i in range(n_attrs)]})
     body = json.dumps({"resourceSpans": [{
         "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "flood"}}]},
         "scopeSpans": [{"spans": batch}]}]}).encode()
@@ -137,9 +141,9 @@ stopped=$(grep -o 'stopped: .*' "$WORK/viewer.err" || true)
 errors=$(grep -v 'stopped: ' "$WORK/viewer.err" | tail -5 || true)
 
 python3 - "$RESULTS" "$FLOOD_POSTS" "$FLOOD_BYTES" "$FLOOD_REJECTED" "$HWM_KB" "$SPANS_PER_POST" \
-  "$SPANS_PER_TRACE" "$BLOB_BYTES" "$stopped" "$errors" <<'EOF'
+  "$SPANS_PER_TRACE" "$BLOB_BYTES" "$ATTRIBUTES" "$stopped" "$errors" <<'EOF'
 import sys
-path, posts, sent, rejected, hwm, per_post, per_trace, blob, stopped, errors = sys.argv[1:11]
+path, posts, sent, rejected, hwm, per_post, per_trace, blob, attrs, stopped, errors = sys.argv[1:12]
 rows = [l.rstrip("\n").split("\t") for l in open(path) if l.strip()]
 mib = lambda b: int(b) / 1048576
 print(f"\ntracegate, tracing on (exporter none), admin.traces default limits, OTLP intake on")
@@ -149,7 +153,7 @@ for phase, what, traces, spans, stored, max_bytes, evicted, dropped, rss in rows
     print(f"{phase:<20} {what:>22} {traces:>13} {spans:>12} {stored:>14} {int(rss) / 1024:>8.1f}")
 rest, flood = rows[0], rows[-1]
 max_bytes = int(flood[5])
-print(f"\nflood: {posts} POSTs of {per_post} spans ({per_trace} a trace, a {blob}-byte attribute each), "
+print(f"\nflood: {posts} POSTs of {per_post} spans ({per_trace} a trace, {attrs} attribute(s) of {blob} bytes each), "
       f"{mib(sent):.1f} MiB of OTLP/JSON, {rejected} spans rejected; store evicted {flood[6]} traces, "
       f"dropped {flood[7]} spans")
 ok = int(flood[4]) <= max_bytes
