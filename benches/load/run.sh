@@ -217,12 +217,10 @@ if v and on:
           f"({v['cpu']:.1f} vs {on['cpu']:.1f} µs/req)")
     print(f"  viewer's store at the end: {viewer_stored or '?'}; /traces/summary and /traces fetched every second, "
           f"{viewer_fails} answers not 200")
-if stopped:
-    print(f"tracing-on at exit: {stopped}")
-if stopped_all:
-    print(f"all-on at exit: {stopped_all}")
-if stopped_viewer:
-    print(f"viewer at exit: {stopped_viewer}")
+# One line per pipeline that stopped (all-on has two: the access log's and the spans').
+for name, lines in [("tracing-on", stopped), ("all-on", stopped_all), ("viewer", stopped_viewer)]:
+    for line in lines.splitlines():
+        print(f"{name} at exit: {line}")
 EOF
 if [ -n "$PERF_DIR" ]; then
   echo "note: round 1 ran under perf (profiles in $PERF_DIR); compare figures only from runs without PERF_DIR"
