@@ -11,12 +11,19 @@
 #   - tracegate with everything on ("all-on"): tracing on as above, the JSON access log to a
 #     file, and the admin listener's /metrics scraped (OpenMetrics, with exemplars) every
 #     second during the run;
+#   - tracegate with tracing on and the trace viewer ("viewer"): tracing on exactly as above
+#     (the same exporter, to the same receiver) plus `admin: { traces: {} }` (the store of recent
+#     traces, default limits), with its `GET /traces/summary` and the page `GET /traces` fetched
+#     every second during the run, as a person with the page open would (the page refreshes
+#     itself every 2 s). The admin listener is a thread of the proxy's process, so its CPU is in
+#     the viewer's CPU µs per request. Budget: req/s ≥ 0.95 × tracing on's;
 # then runs ROUNDS alternating rounds of wrk against each proxy and prints one table of medians:
 # req/s, p50, p99, CPU µs per request (CPU time of the proxy's processes ÷ requests), spans
 # received ÷ requests, each with its ratio to nginx and to tracing off. For tracing on, also the
 # span receiver's CPU µs per request: it runs on the same machine as the proxy and wrk, so the
 # CPU it takes is missing from them (tracing off and nginx have no receiver to pay for).
-# Everything it starts, it stops. Loopback only; runs for about ROUNDS × 3 × (DURATION + 3) s.
+# Everything it starts, it stops. Loopback only; runs for about ROUNDS × targets (6, or 8 with
+# BASE) × (DURATION + 3) s.
 #
 # Usage: benches/load/run.sh            (ROUNDS=3 DURATION=10 CONNS=50 WORKERS=1 by default)
 #        PERF_DIR=/tmp/prof benches/load/run.sh   also records a cpu-clock profile (perf, with
@@ -63,8 +70,25 @@ for p in "$FLOOR_PORT" "$ALL_PORT" "$ADMIN_PORT"; do wait_port "$p"; done
     sleep 1
   done ) &
 PIDS+=("$!")
+VIEWER_ADMIN_PORT=$(free_port)
+read -r VIEWER_PID VIEWER_PORT < <(start_tracegate viewer "{ protocol: grpc, endpoint: \"http://127.0.0.1:$SINK_PORT\" }" "\
+admin: { listen: \"127.0.0.1:$VIEWER_ADMIN_PORT\", traces: {} }")
+PIDS+=("$VIEWER_PID")
+for p in "$VIEWER_PORT" "$VIEWER_ADMIN_PORT"; do wait_port "$p"; done
+# A person with the viewer open, every second for the whole run: the list as JSON (what the page
+# refreshes from) and the page itself. Each answer that is not a 200 is counted.
+VIEWER_FAILS="$WORK/viewer.fails"
+: > "$VIEWER_FAILS"
+( while :; do
+    for path in /traces/summary /traces; do
+      code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$VIEWER_ADMIN_PORT$path" || true)
+      [ "$code" = 200 ] || echo "$path $code" >> "$VIEWER_FAILS"
+    done
+    sleep 1
+  done ) &
+PIDS+=("$!")
 targets=("nginx $NGINX_PORT $NGINX_PID" "floor $FLOOR_PORT $FLOOR_PID" "tracing-off $OFF_PORT $OFF_PID"
-  "tracing-on $ON_PORT $ON_PID" "all-on $ALL_PORT $ALL_PID")
+  "tracing-on $ON_PORT $ON_PID" "all-on $ALL_PORT $ALL_PID" "viewer $VIEWER_PORT $VIEWER_PID")
 if [ -n "$BASE" ]; then
   [ -x "$BASE" ] || { log "BASE=$BASE is not an executable"; exit 64; }
   read -r BASE_OFF_PID BASE_OFF_PORT < <(TG=$BASE start_tracegate base-off "{ protocol: none }")
@@ -128,10 +152,21 @@ scrapes=$(curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" | grep -c '^http_server
 stop_process "$ALL_PID" 10
 access_lines=$(wc -l < "$WORK/access.log" 2>/dev/null || echo 0)
 stopped_all=$(grep -o 'stopped: .*' "$WORK/all-on.err" || true)
+viewer_stored=$(curl -s "http://127.0.0.1:$VIEWER_ADMIN_PORT/traces/summary?limit=1" | python3 -c '
+import json, sys
+s = json.load(sys.stdin)["stored"]
+print("{traces} traces, {spans} spans, {mib:.1f} MiB (max {max_traces} traces, {max_mib:.0f} MiB), "
+      "{evicted} evicted, {dropped_spans} spans dropped".format(
+          mib=s["bytes"] / 1048576, max_mib=s["max_bytes"] / 1048576, **s))' || true)
+viewer_fails=$(wc -l < "$VIEWER_FAILS")
+stop_process "$VIEWER_PID" 10
+stopped_viewer=$(grep -o 'stopped: .*' "$WORK/viewer.err" || true)
 
-python3 - "$RESULTS" "$CLK_TCK" "$ROUNDS" "$DURATION" "$CONNS" "$WORKERS" "$stopped" "$stopped_all" "$access_lines" "$scrapes" <<'EOF'
+python3 - "$RESULTS" "$CLK_TCK" "$ROUNDS" "$DURATION" "$CONNS" "$WORKERS" "$stopped" "$stopped_all" "$access_lines" "$scrapes" \
+  "$viewer_stored" "$viewer_fails" "$stopped_viewer" <<'EOF'
 import statistics, sys, platform, os
 path, clk, rounds, duration, conns, workers, stopped, stopped_all, access_lines, scrapes = sys.argv[1:11]
+viewer_stored, viewer_fails, stopped_viewer = sys.argv[11:14]
 clk = int(clk)
 rows = [l.rstrip("\n").split("\t") for l in open(path) if l.strip()]
 by = {}
@@ -147,11 +182,11 @@ print(f"\nmachine: {os.cpu_count()} cores, {cpu_model}, {platform.system()} {pla
 print(f"wrk -c{conns} -d{duration}s, {rounds} alternating rounds, medians; proxies with {workers} worker(s)/thread(s); origin nginx return 200\n")
 hdr = f"{'target':<12} {'req/s':>9} {'p50 µs':>8} {'p99 µs':>8} {'CPU µs/req':>10} {'spans/req':>9} {'sink µs/req':>11} | {'req/s ÷nginx':>12} {'CPU ÷nginx':>10} {'req/s ÷off':>10} {'CPU ÷off':>8}"
 print(hdr); print("-" * len(hdr))
-for t in ["nginx", "floor", "tracing-off", "tracing-on", "all-on", "base-off", "base-on"]:
+for t in ["nginx", "floor", "tracing-off", "tracing-on", "all-on", "viewer", "base-off", "base-on"]:
     m = med.get(t)
     if not m: continue
     n, o = med["nginx"], med["tracing-off" if not t.startswith("base") else "base-off"]
-    traced = t.endswith("-on")
+    traced = t.endswith("-on") or t == "viewer"
     spans = f"{m['spans']:.3f}" if traced else "-"
     sink = f"{m['sink']:.1f}" if traced else "-"
     print(f"{t:<12} {m['rps']:>9.0f} {m['p50']:>8.0f} {m['p99']:>8.0f} {m['cpu']:>10.1f} {spans:>9} {sink:>11} | "
@@ -174,10 +209,18 @@ if a and on:
     print(f"all-on ÷ tracing-on (access log + metrics, budget req/s ≥ 0.95, CPU ≤ 1.05):  req/s {a['rps']/on['rps']:.3f}   "
           f"CPU µs/req {a['cpu']/on['cpu']:.3f}   p99 {a['p99']/on['p99']:.3f}   ({a['cpu']:.1f} vs {on['cpu']:.1f} µs/req)")
     print(f"  all-on wrote {access_lines} access-log lines; its last scrape had {scrapes} request-duration bucket lines")
-if stopped:
-    print(f"tracing-on at exit: {stopped}")
-if stopped_all:
-    print(f"all-on at exit: {stopped_all}")
+v = med.get("viewer")
+if v and on:
+    r = v['rps'] / on['rps']
+    print(f"viewer ÷ tracing-on (tracing on + viewer, budget req/s ≥ 0.95× tracing on alone):  req/s {r:.3f} "
+          f"({'within' if r >= 0.95 else 'OVER'} budget)   CPU µs/req {v['cpu']/on['cpu']:.3f}   p99 {v['p99']/on['p99']:.3f}   "
+          f"({v['cpu']:.1f} vs {on['cpu']:.1f} µs/req)")
+    print(f"  viewer's store at the end: {viewer_stored or '?'}; /traces/summary and /traces fetched every second, "
+          f"{viewer_fails} answers not 200")
+# One line per pipeline that stopped (all-on has two: the access log's and the spans').
+for name, lines in [("tracing-on", stopped), ("all-on", stopped_all), ("viewer", stopped_viewer)]:
+    for line in lines.splitlines():
+        print(f"{name} at exit: {line}")
 EOF
 if [ -n "$PERF_DIR" ]; then
   echo "note: round 1 ran under perf (profiles in $PERF_DIR); compare figures only from runs without PERF_DIR"
