@@ -415,6 +415,7 @@ fn server_record() -> SpanRecord {
         body: SpanBody::Server(Box::new(ServerFields {
             method: http::Method::GET,
             route: Some("api-v2".into()),
+            middleware: None,
             path: "/v2/users/42".into(),
             scheme: "http",
             server_address: Some("api.example.com".into()),

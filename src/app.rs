@@ -177,6 +177,7 @@ pub fn run(config: Config, opts: RunOptions) -> Result<(), StartError> {
         &tracer,
         metrics,
         &access_log,
+        None,
     ));
     // A config reload swaps certificates through this handle; listeners themselves cannot
     // change while running.

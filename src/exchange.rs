@@ -237,6 +237,8 @@ pub struct Exchange<'a> {
     pub attempts: &'a [AttemptRecord],
     /// The matched route's name (`http.route`).
     pub route: Option<&'a str>,
+    /// The route middleware that answered the request itself, if one did.
+    pub middleware: Option<&'a str>,
     /// The status written downstream; 0 when none was (the client went away, or the
     /// connection broke before a response).
     pub status: u16,

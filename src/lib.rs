@@ -25,6 +25,7 @@ pub mod config;
 pub mod exchange;
 pub mod files;
 pub mod listeners;
+pub mod middleware;
 pub mod net;
 pub mod observe;
 pub mod proxy;

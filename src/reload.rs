@@ -105,11 +105,13 @@ impl Reloader {
             Err(e) => Outcome::Refused(e),
             Ok(new) => {
                 let restart_only = restart_only_changes(&self.started, &new);
+                let previous = self.gateway.load_full();
                 self.gateway.store(Arc::new(gateway_for(
                     &new,
                     &self.tracer,
                     self.metrics,
                     &self.access_log,
+                    Some(&previous),
                 )));
                 if let Some(d) = &self.dump {
                     d.store(Arc::new(config_dump(&new, &self.path)));
@@ -212,6 +214,7 @@ pub fn gateway_for(
     tracer: &Tracer,
     metrics: Option<&'static Metrics>,
     access_log: &AccessLogSink,
+    previous: Option<&Gateway>,
 ) -> Gateway {
     access_log.set_target(config.access_log.as_ref().map(|a| a.target.clone()));
     Gateway::new(
@@ -225,6 +228,7 @@ pub fn gateway_for(
             .map(|a| AccessLog::new(a, access_log)),
     )
     .with_metrics(metrics)
+    .with_middlewares(&config.middlewares, previous)
 }
 
 /// `config` as the admin listener's `/config` shows it (rendered, redacted, when asked for).

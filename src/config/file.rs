@@ -24,6 +24,44 @@ pub struct FileConfig {
     pub admin: Option<FileAdmin>,
     /// No key: no access log.
     pub access_log: Option<FileAccessLog>,
+    /// Named route middlewares, referenced by `routes[].middlewares`.
+    #[serde(default)]
+    pub middlewares: BTreeMap<String, FileMiddleware>,
+}
+
+/// One named middleware: exactly one of its keys is set.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileMiddleware {
+    pub ip_allow: Option<Vec<String>>,
+    pub ip_deny: Option<Vec<String>>,
+    pub body_limit: Option<FileSize>,
+    pub cors: Option<FileCors>,
+    pub compress: Option<FileCompress>,
+}
+
+/// `middlewares.<name>.cors`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileCors {
+    #[serde(default)]
+    pub allow_origins: Vec<String>,
+    pub allow_methods: Option<Vec<String>>,
+    #[serde(default)]
+    pub allow_headers: Vec<String>,
+    #[serde(default)]
+    pub expose_headers: Vec<String>,
+    pub max_age: Option<String>,
+    pub allow_credentials: Option<bool>,
+}
+
+/// `middlewares.<name>.compress`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileCompress {
+    pub min_size: Option<FileSize>,
+    pub types: Option<Vec<String>>,
+    pub level: Option<u32>,
 }
 
 /// `admin`: the admin listener (`/ping`, `/ready`, `/metrics`, `/upstreams`, `/config`).
@@ -211,6 +249,8 @@ pub struct FileRoute {
     pub sample_ratio: Option<f64>,
     /// Replaces `server.path.allow_encoded` for this route.
     pub allow_encoded: Option<Vec<String>>,
+    /// Names of `middlewares`, run in this order.
+    pub middlewares: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

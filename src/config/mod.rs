@@ -21,6 +21,7 @@ pub mod dump;
 pub mod file;
 mod forwarded;
 mod listeners;
+mod middlewares;
 pub mod model;
 mod nesting;
 mod path;

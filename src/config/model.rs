@@ -35,6 +35,8 @@ pub struct Config {
     pub source: std::sync::Arc<str>,
     /// `None`: no access log.
     pub access_log: Option<AccessLogSettings>,
+    /// `middlewares`, indexed by `Route::middlewares`.
+    pub middlewares: Vec<crate::middleware::MiddlewareSpec>,
 }
 
 impl Config {
@@ -48,7 +50,8 @@ impl Config {
             super::access_log::check_access_log(&c, &f.access_log, &telemetry.options.capture)?;
         let (upstreams, index) = super::upstreams::check_upstreams(&c, &f.upstreams)?;
         let path_policy = super::path::check_path_policy(&c, &f.server.path)?;
-        let routes = super::routes::check_routes(&c, &f.routes, &index)?;
+        let (middlewares, by_name) = super::middlewares::check_middlewares(&c, &f.middlewares)?;
+        let routes = super::routes::check_routes(&c, &f.routes, &index, &by_name)?;
         super::path::check_route_paths(&c, &routes, &path_policy)?;
         let router = Router::new(routes)
             .with_forwarded(super::forwarded::check_forwarded(&c, &f.forwarded)?)
@@ -62,6 +65,7 @@ impl Config {
             upstreams,
             admin,
             access_log,
+            middlewares,
             source: std::sync::Arc::from(""),
         })
     }

@@ -20,6 +20,7 @@ pub(super) fn check_routes(
     c: &Ctx<'_>,
     routes: &[FileRoute],
     upstreams: &HashMap<String, usize>,
+    middlewares: &HashMap<String, usize>,
 ) -> Result<Vec<Route>, ConfigError> {
     let mut out: Vec<Route> = Vec::with_capacity(routes.len());
     // Names seen so far: one look-up per route, so a long route list loads in linear time.
@@ -67,6 +68,12 @@ pub(super) fn check_routes(
                 names,
             )?),
         };
+        let middlewares = super::middlewares::route_middlewares(
+            c,
+            &format!("{key}.middlewares"),
+            r.middlewares.as_deref().unwrap_or(&[]),
+            middlewares,
+        )?;
         out.push(Route {
             name: name.into(),
             conditions,
@@ -76,8 +83,8 @@ pub(super) fn check_routes(
             response_headers,
             action,
             sample_ratio,
-            // No `routes[].middlewares` key yet: a route's chain is empty.
             filters: Chain::default(),
+            middlewares,
             allow_encoded,
         });
     }

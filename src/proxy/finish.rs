@@ -45,6 +45,7 @@ pub(super) fn finish(session: &Session, ctx: &mut RequestCtx, e: Option<&Error>)
         response_body_bytes: session.body_bytes_sent() as u64,
         attempts: &ctx.attempts,
         route: ctx.route().map(|r| &*r.name),
+        middleware: ctx.mw.answered_by.as_deref(),
         status: session.response_written().map_or(0, |r| r.status.as_u16()),
         upstream: ctx.upstream().map(|u| UpstreamPart {
             name: u.pool.name.clone(),

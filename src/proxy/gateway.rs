@@ -7,6 +7,7 @@
 //! first phase to its last, and the old state is dropped once its last request has finished.
 
 use super::peer::PeerTemplate;
+use crate::middleware::{Middleware, MiddlewareSpec};
 use crate::observe::metrics::{Metrics, Resolved};
 use crate::observe::AccessLog;
 use crate::routing::{RouteAction, Router};
@@ -36,6 +37,8 @@ pub struct Gateway {
     pub metrics: Option<Resolved>,
     /// `access_log`: the line each finished request gets; `None` when there is no access log.
     pub access_log: Option<AccessLog>,
+    /// The config's middlewares, indexed by `Route::middlewares`.
+    pub middlewares: Vec<Arc<Middleware>>,
     /// The active health checks of the pools; they stop when this generation is dropped.
     _health_checks: Option<HealthChecks>,
 }
@@ -68,8 +71,21 @@ impl Gateway {
             tracer: tracer.clone().with_options(options),
             metrics: None,
             access_log,
+            middlewares: Vec::new(),
             _health_checks: health_checks,
         }
+    }
+
+    /// This generation with the middlewares of `specs`; those of `previous` (the generation it
+    /// replaces) hand their state to the ones of the same name.
+    pub fn with_middlewares(
+        mut self,
+        specs: &[MiddlewareSpec],
+        previous: Option<&Gateway>,
+    ) -> Self {
+        self.middlewares =
+            crate::middleware::build(specs, previous.map_or(&[][..], |g| &g.middlewares[..]));
+        self
     }
 
     /// This generation recording into `metrics`: each route's name and upstream resolved once,

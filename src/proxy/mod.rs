@@ -33,6 +33,7 @@ pub mod gateway;
 mod head;
 mod interim;
 pub mod listeners;
+mod middleware;
 pub mod peer;
 mod respond;
 mod target;
@@ -92,6 +93,8 @@ pub struct RequestCtx {
     attempts: Vec<AttemptRecord>,
     /// Counts the request in `http_server_active_requests` while alive (metrics on).
     active: Option<crate::observe::metrics::ActiveRequest>,
+    /// What the route's middlewares left for the body and response phases.
+    mw: middleware::MiddlewareState,
 }
 
 impl TracegateProxy {
@@ -112,8 +115,8 @@ impl TracegateProxy {
 
     /// Refuses a request target refused in `early_request_filter`, runs the entry filters,
     /// routes the request (applying the route's sampling ratio), refuses encodings the route
-    /// does not allow, and runs the route's filters and action. `Some`: the proxy answers the
-    /// request itself.
+    /// does not allow, and runs the route's filters. `Some`: the proxy answers the request
+    /// itself.
     fn route(&self, session: &Session, ctx: &mut RequestCtx) -> Option<Answer> {
         let kept = match ctx.target {
             Ok(kept) => kept,
@@ -146,6 +149,14 @@ impl TracegateProxy {
         if let Verdict::Answer(a) = route.filters.run(&req) {
             return Some(a);
         }
+        None
+    }
+
+    /// The matched route's action, once its middlewares let the request through: a `respond`
+    /// or `redirect` route answers; a proxy route computes the path it sends upstream.
+    fn action(&self, session: &Session, ctx: &mut RequestCtx) -> Option<Answer> {
+        let req = apply::filter_request(session, &ctx.downstream);
+        let route = ctx.route()?;
         match apply::decide(session, &req, route) {
             apply::Decision::Proxy(uri) => {
                 ctx.upstream_uri = uri;
@@ -226,6 +237,7 @@ impl ProxyHttp for TracegateProxy {
             started: (SystemTime::now(), Instant::now()),
             attempts: Vec::new(),
             active: None,
+            mw: middleware::MiddlewareState::default(),
         }
     }
 
@@ -259,13 +271,32 @@ impl ProxyHttp for TracegateProxy {
     /// computes the path it sends upstream. Returns `true` when the response has been written
     /// and proxying stops.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        match head::check(session.req_header()).or_else(|| self.route(session, ctx)) {
+        let mut answer = head::check(session.req_header()).or_else(|| self.route(session, ctx));
+        if answer.is_none() {
+            answer = middleware::request(session, ctx).await;
+        }
+        if answer.is_none() {
+            answer = self.action(session, ctx);
+        }
+        match answer {
             Some(answer) => {
                 respond::write(session, ctx, answer).await?;
                 Ok(true)
             }
             None => Ok(false),
         }
+    }
+
+    /// Runs for each chunk of the request body on its way upstream: the route's `body_limit`
+    /// counts it, and past the limit the upstream request is aborted with a 413.
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        middleware::request_body(ctx, body)
     }
 
     /// Runs for each upstream attempt (again on a retry): picks the backend with the pool's
@@ -358,12 +389,12 @@ impl ProxyHttp for TracegateProxy {
     }
 
     /// Runs before the upstream's response head goes downstream: applies the route's
-    /// `response_headers` edits, records the response headers on the capture allowlist and adds
+    /// `response_headers` edits, the `cors` headers and the choice to `compress`, records the response headers on the capture allowlist and adds
     /// the trace response headers (`traceresponse`, the trace-id header) when configured. An
     /// interim (1xx) head goes on as the backend sent it.
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
@@ -373,6 +404,7 @@ impl ProxyHttp for TracegateProxy {
         if let Some(route) = ctx.route() {
             apply::apply_response_edits(&route.response_headers, upstream_response)?;
         }
+        middleware::response_head(session, ctx, upstream_response)?;
         if let Some(t) = &mut ctx.trace {
             hooks::response(t, &ctx.gateway.tracer, upstream_response)?;
         }
@@ -395,6 +427,18 @@ impl ProxyHttp for TracegateProxy {
         if let Some(t) = &mut ctx.trace {
             hooks::upstream_body(t, end_of_stream);
         }
+        Ok(None)
+    }
+
+    /// Runs for each chunk of the body on its way downstream: `compress` compresses it.
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<Duration>> {
+        middleware::response_body(ctx, body, end_of_stream)?;
         Ok(None)
     }
 

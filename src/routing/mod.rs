@@ -85,6 +85,9 @@ pub struct Route {
     pub sample_ratio: Option<f64>,
     /// The route's middlewares, run in order right after it matched ([`filter`]).
     pub filters: Chain,
+    /// `routes[].middlewares`: indices into the config's middlewares, in the order they run
+    /// (the proxy runs them; the router only carries the list).
+    pub middlewares: Arc<[usize]>,
     /// `routes[].allow_encoded`: the refusable encodings this route lets through, instead of
     /// the router's (`server.path.allow_encoded`); `None` keeps the router's.
     pub allow_encoded: Option<EncodedSet>,
@@ -104,6 +107,7 @@ impl Route {
             action,
             sample_ratio: None,
             filters: Chain::default(),
+            middlewares: Arc::from([]),
             allow_encoded: None,
         }
     }

@@ -231,6 +231,7 @@ impl RequestTrace {
         let server = ServerFields {
             method: req.method.clone(),
             route: None,
+            middleware: None,
             path: req.uri.path().to_owned(),
             query: options.capture.url_query(req.uri.query()),
             scheme: req.scheme,
@@ -300,6 +301,13 @@ impl RequestTrace {
     /// Records the matched route (`http.route`, and the span name `{METHOD} {route}`).
     pub fn set_route(&mut self, route: Arc<str>) {
         self.server.route = Some(route);
+    }
+
+    /// Records the route middleware that answered the request itself
+    /// (`tracegate.middleware`): a refusal (403, 429, 401, 413), a preflight, an auth
+    /// server's answer.
+    pub fn set_middleware(&mut self, name: Arc<str>) {
+        self.server.middleware = Some(name);
     }
 
     /// Applies a route's own sampling ratio: decides again as if the root sampler were

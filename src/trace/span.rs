@@ -66,6 +66,8 @@ pub struct ServerFields {
     pub method: http::Method,
     /// The matched route's name: low-cardinality, used for `http.route` and the span name.
     pub route: Option<Arc<str>>,
+    /// The route middleware that answered the request (`tracegate.middleware`).
+    pub middleware: Option<Arc<str>>,
     /// The request path without the query string (`url.path`).
     pub path: String,
     /// `url.query`, already redacted as configured (see `super::capture`).
@@ -288,6 +290,9 @@ impl SpanRecord {
                 f("url.scheme", Str(s.scheme));
                 if let Some(r) = &s.route {
                     f("http.route", Str(r));
+                }
+                if let Some(m) = &s.middleware {
+                    f("tracegate.middleware", Str(m));
                 }
                 if s.status > 0 {
                     f("http.response.status_code", Int(s.status.into()));

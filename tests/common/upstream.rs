@@ -50,6 +50,7 @@ impl RecordedRequest {
 /// Responds 200 with `x-backend: <name>` and body `<name>`, except:
 /// * `/status/NNN...` responds with status NNN;
 /// * `/slow/MS...` waits MS milliseconds before responding 200;
+/// * `/big/N?type=T&encoding=E` answers N bytes of text as type T, labelled `Content-Encoding: E`;
 /// * a path containing `upstream-traceresponse` gets a `traceresponse` of the upstream's own
 ///   ([`UPSTREAM_TRACERESPONSE`]).
 pub struct Upstream {
@@ -163,6 +164,35 @@ pub(super) async fn handle_upstream(
         if let Some(ms) = leading_number(rest) {
             tokio::time::sleep(Duration::from_millis(ms)).await;
         }
+    }
+
+    // `/big/N?type=T&encoding=E`: N bytes of text as media type T (text/plain by default),
+    // labelled with Content-Encoding E when given (the body is not really encoded).
+    if let Some(rest) = path_and_query.strip_prefix("/big/") {
+        let n = leading_number(rest).unwrap_or(0) as usize;
+        let text: String = "tracegate compresses this line of text. "
+            .chars()
+            .cycle()
+            .take(n)
+            .collect();
+        let query = path_and_query.split_once('?').map_or("", |(_, q)| q);
+        let param = |k: &str| {
+            query
+                .split('&')
+                .find_map(|p| p.strip_prefix(k).and_then(|v| v.strip_prefix('=')))
+                .map(|v| v.replace("%2F", "/"))
+        };
+        let mut resp = simple_response(StatusCode::OK, Bytes::from(text));
+        let ct = param("type").unwrap_or_else(|| "text/plain".into());
+        if let Ok(v) = hyper::header::HeaderValue::from_str(&ct) {
+            resp.headers_mut().insert("content-type", v);
+        }
+        if let Some(e) = param("encoding") {
+            if let Ok(v) = hyper::header::HeaderValue::from_str(&e) {
+                resp.headers_mut().insert("content-encoding", v);
+            }
+        }
+        return resp;
     }
 
     let body_allowed = !(status.is_informational()

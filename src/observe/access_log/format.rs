@@ -228,6 +228,9 @@ pub(super) fn json(out: &mut Vec<u8>, x: &Exchange<'_>, query: &Capture) {
     if let Some(route) = x.route {
         str_field(out, "http.route", route);
     }
+    if let Some(m) = x.middleware {
+        str_field(out, "tracegate.middleware", m);
+    }
     u64_field(out, "http.response.status_code", logged_status(x).into());
     u64_field(out, "http.request.body.size", x.request_body_bytes);
     u64_field(out, "http.response.body.size", x.response_body_bytes);

@@ -55,6 +55,7 @@ impl Req {
             response_body_bytes: 0,
             attempts: &self.attempts,
             route: route.map(|_| "ignored: the handles carry the route"),
+            middleware: None,
             status: self.status,
             upstream: None,
             failure: None,

@@ -552,6 +552,7 @@ mod tests {
             body: SpanBody::Server(Box::new(ServerFields {
                 method: http::Method::GET,
                 route: route.map(Into::into),
+                middleware: None,
                 path: "/v2/users/42".into(),
                 scheme: "http",
                 server_address: Some("api.example.com".into()),

@@ -285,6 +285,7 @@ mod tests {
             body: SpanBody::Server(Box::new(ServerFields {
                 method: http::Method::GET,
                 route: Some("api \"v2\"".into()),
+                middleware: None,
                 path: "/v2/users/42".into(),
                 scheme: "http",
                 server_address: None,

@@ -54,6 +54,7 @@ fn base<'a>(d: &'a Downstream, m: &'a http::Method) -> Exchange<'a> {
         response_body_bytes: 5,
         attempts: &[],
         route: Some("shop"),
+        middleware: None,
         status: 200,
         upstream: None,
         failure: None,
