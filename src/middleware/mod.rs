@@ -2,3 +2,4 @@
 //! external auth server, Traefik's contract).
 
 pub mod basic_auth;
+pub mod forward_auth;
