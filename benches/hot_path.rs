@@ -447,6 +447,7 @@ fn client_record() -> SpanRecord {
         link: None,
         body: SpanBody::Client(Box::new(ClientFields {
             method: http::Method::GET,
+            middleware: None,
             upstream: Some("api".into()),
             backend: Some("10.0.0.1:8080".parse().unwrap()),
             path: "/v2/users/42".into(),

@@ -14,6 +14,7 @@
 //!   with the live routing state of one config generation (`proxy::Gateway`).
 //! - [`exchange`]: the per-request record: the downstream facts, read once, and how the
 //!   request ended.
+//! - [`middleware`]: the route middlewares' cores (`basic_auth`, `forward_auth`).
 //! - [`observe`]: the consumers of finished requests besides spans (log lines, metrics).
 //! - [`reload`]: reloading the config file on SIGHUP or when it changes.
 //! - [`admin`]: the admin listener (`/ping`, `/ready`, `/metrics`, `/upstreams`, `/config`).

@@ -38,6 +38,28 @@ pub struct FileMiddleware {
     pub body_limit: Option<FileSize>,
     pub cors: Option<FileCors>,
     pub compress: Option<FileCompress>,
+    pub basic_auth: Option<FileBasicAuth>,
+    pub forward_auth: Option<FileForwardAuth>,
+}
+
+/// `middlewares.<name>.basic_auth`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileBasicAuth {
+    pub users_file: String,
+    pub realm: Option<String>,
+    pub pass_credentials: Option<bool>,
+}
+
+/// `middlewares.<name>.forward_auth`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileForwardAuth {
+    pub address: String,
+    #[serde(default)]
+    pub response_headers: Vec<String>,
+    pub timeout: Option<String>,
+    pub trust_forward_header: Option<bool>,
 }
 
 /// `middlewares.<name>.cors`.

@@ -12,8 +12,10 @@
 use super::check::{parse_size, Ctx};
 use super::file::{FileCompress, FileCors, FileMiddleware};
 use super::ConfigError;
+use crate::middleware::basic_auth::{BasicAuth, BasicAuthSettings};
 use crate::middleware::compress::{Compress, DEFAULT_LEVEL, DEFAULT_MIN_SIZE, DEFAULT_TYPES};
 use crate::middleware::cors::Cors;
+use crate::middleware::forward_auth::{ForwardAuth, ForwardAuthSettings};
 use crate::middleware::ip_filter::IpList;
 use crate::middleware::{KindSpec, MiddlewareSpec};
 use crate::net::Cidr;
@@ -23,7 +25,9 @@ use std::sync::Arc;
 /// The most middlewares one route may list.
 const MAX_PER_ROUTE: usize = 32;
 /// The kind keys, for the error that names them.
-const KINDS: &str = "ip_allow, ip_deny, body_limit, cors, compress";
+const KINDS: &str = "ip_allow, ip_deny, body_limit, cors, compress, basic_auth, forward_auth";
+/// `forward_auth.timeout` when not set, as Traefik's default.
+const FORWARD_AUTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Checks every named middleware; returns them and their indices by name.
 pub(super) fn check_middlewares(
@@ -114,6 +118,53 @@ fn check_kind(c: &Ctx<'_>, key: &str, m: &FileMiddleware) -> Result<KindSpec, Co
             &format!("{key}.compress"),
             f,
         )?));
+    }
+    if let Some(f) = &m.basic_auth {
+        let k = format!("{key}.basic_auth");
+        let realm = f.realm.clone().unwrap_or_else(|| "tracegate".to_owned());
+        let settings = BasicAuthSettings {
+            users_file: f.users_file.trim().into(),
+            realm,
+            pass_credentials: f.pass_credentials.unwrap_or(false),
+        };
+        let auth = BasicAuth::load(settings).map_err(|r| c.err(format!("{k}.users_file"), r))?;
+        kinds.push(KindSpec::BasicAuth(Arc::new(auth)));
+    }
+    if let Some(f) = &m.forward_auth {
+        let k = format!("{key}.forward_auth");
+        let address: http::Uri = f.address.trim().parse().map_err(|e| {
+            c.err(
+                format!("{k}.address"),
+                format!("{:?} is not a URL: {e}", f.address),
+            )
+        })?;
+        let mut response_headers = Vec::new();
+        for (i, h) in f.response_headers.iter().enumerate() {
+            response_headers.push(
+                http::HeaderName::from_bytes(h.trim().to_ascii_lowercase().as_bytes()).map_err(
+                    |_| {
+                        c.err(
+                            format!("{k}.response_headers[{i}]"),
+                            format!("{h:?} is not a header name"),
+                        )
+                    },
+                )?,
+            );
+        }
+        let timeout = c.duration_in(
+            &format!("{k}.timeout"),
+            &f.timeout,
+            FORWARD_AUTH_TIMEOUT,
+            std::time::Duration::from_millis(1)..=std::time::Duration::from_secs(60),
+        )?;
+        let auth = ForwardAuth::new(ForwardAuthSettings {
+            address,
+            response_headers,
+            timeout,
+            trust_forward_header: f.trust_forward_header.unwrap_or(false),
+        })
+        .map_err(|r| c.err(k, r))?;
+        kinds.push(KindSpec::ForwardAuth(Arc::new(auth)));
     }
     match kinds.len() {
         1 => Ok(kinds.pop().expect("one kind")),
@@ -305,7 +356,7 @@ mod tests {
             .collect();
         assert_eq!(names, ["upload", "office", "gzip"], "in the route's order");
         let kind = |n: &str| &c.middlewares.iter().find(|m| &*m.name == n).unwrap().kind;
-        assert_eq!(kind("upload"), &KindSpec::BodyLimit(10 << 20));
+        assert!(matches!(kind("upload"), KindSpec::BodyLimit(n) if *n == 10 << 20));
         let KindSpec::Cors(cors) = kind("cors") else {
             panic!()
         };
@@ -337,6 +388,9 @@ mod tests {
             ("middlewares:\n  a: { compress: { types: [html] } }\n".into(), "middlewares.a.compress.types[0]", "a media type", "not a media type"),
             ("middlewares:\n  a: { compress: { level: 12 } }\n".into(), "middlewares.a.compress.level", "at most 9", "level out of range"),
             ("middlewares:\n  \"a b\": { body_limit: 1 }\n".into(), "middlewares.a b", "letters, digits", "a name with a space"),
+            ("middlewares:\n  a: { basic_auth: { users_file: /nonexistent/htpasswd } }\n".into(), "middlewares.a.basic_auth.users_file", "", "a missing users file"),
+            ("middlewares:\n  a: { forward_auth: { address: \"not a url\" } }\n".into(), "middlewares.a.forward_auth.address", "not a URL", "a bad address"),
+            ("middlewares:\n  a: { forward_auth: { address: \"http://127.0.0.1:9/v\", timeout: 0s } }\n".into(), "middlewares.a.forward_auth.timeout", "", "a zero timeout"),
         ];
         for (yaml, key, words, why) in cases {
             let e = load(&yaml).expect_err(why);

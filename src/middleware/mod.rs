@@ -4,7 +4,8 @@
 //! the chain and nothing goes upstream.
 //!
 //! Each kind lives in a file of its own and knows nothing of Pingora: [`ip_filter`]
-//! (`ip_allow`, `ip_deny`), [`cors`], [`compress`] and `body_limit` (a number). The proxy glue
+//! (`ip_allow`, `ip_deny`), [`cors`], [`compress`], [`basic_auth`], [`forward_auth`] and
+//! `body_limit` (a number). The proxy glue
 //! (`crate::proxy::middleware`) runs them at the phases they need: the request head (all of
 //! them), the request body (`body_limit` while streaming), the response head (`cors`,
 //! `compress`) and body (`compress`).
@@ -13,21 +14,23 @@
 //! [`Middleware`]s from them ([`build`]), handing each the one of the same name it replaces so
 //! that state worth keeping (rate-limit buckets) carries over a reload.
 
+pub mod basic_auth;
 pub mod compress;
 pub mod cors;
+pub mod forward_auth;
 pub mod ip_filter;
 
 use std::sync::Arc;
 
 /// A checked middleware from the config.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct MiddlewareSpec {
     pub name: Arc<str>,
     pub kind: KindSpec,
 }
 
 /// A middleware kind's checked settings.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub enum KindSpec {
     IpAllow(ip_filter::IpList),
     IpDeny(ip_filter::IpList),
@@ -35,6 +38,9 @@ pub enum KindSpec {
     BodyLimit(u64),
     Cors(cors::Cors),
     Compress(compress::Compress),
+    /// Loaded at config load: a missing or bad users file refuses the config.
+    BasicAuth(Arc<basic_auth::BasicAuth>),
+    ForwardAuth(Arc<forward_auth::ForwardAuth>),
 }
 
 impl KindSpec {
@@ -46,6 +52,8 @@ impl KindSpec {
             KindSpec::BodyLimit(_) => "body_limit",
             KindSpec::Cors(_) => "cors",
             KindSpec::Compress(_) => "compress",
+            KindSpec::BasicAuth(_) => "basic_auth",
+            KindSpec::ForwardAuth(_) => "forward_auth",
         }
     }
 }
@@ -65,6 +73,8 @@ pub enum Kind {
     BodyLimit(u64),
     Cors(cors::Cors),
     Compress(compress::Compress),
+    BasicAuth(Arc<basic_auth::BasicAuth>),
+    ForwardAuth(Arc<forward_auth::ForwardAuth>),
 }
 
 /// The middlewares of a new config generation, from its specs; `previous` are those of the
@@ -80,6 +90,8 @@ pub fn build(specs: &[MiddlewareSpec], previous: &[Arc<Middleware>]) -> Vec<Arc<
                 KindSpec::BodyLimit(n) => Kind::BodyLimit(*n),
                 KindSpec::Cors(c) => Kind::Cors(c.clone()),
                 KindSpec::Compress(c) => Kind::Compress(c.clone()),
+                KindSpec::BasicAuth(a) => Kind::BasicAuth(Arc::clone(a)),
+                KindSpec::ForwardAuth(a) => Kind::ForwardAuth(Arc::clone(a)),
             };
             Arc::new(Middleware {
                 name: Arc::clone(&s.name),

@@ -10,13 +10,18 @@
 
 use super::RequestCtx;
 use crate::middleware::compress::{negotiate, StreamEncoder};
+use crate::middleware::forward_auth::{AuthOutcome, AuthRequest, ForwardAuth};
 use crate::middleware::{cors::CorsAction, Kind, Middleware};
+use crate::proxy::Gateway;
 use crate::routing::Answer;
+use crate::trace::span::ClientFields;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
+use pingora::http::RequestHeader;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use pingora::{Error, ErrorType, Result};
+use std::borrow::Cow;
 use std::sync::Arc;
 
 /// What the route's middlewares left for the later phases of one request.
@@ -31,6 +36,13 @@ pub(super) struct MiddlewareState {
     pub cors: Vec<(HeaderName, HeaderValue)>,
     /// The route's `compress`, until the response head decides.
     compress: Option<Arc<Middleware>>,
+    /// `basic_auth` without `pass_credentials`: `Authorization` does not go upstream.
+    strip_authorization: bool,
+    /// `forward_auth`: headers removed from, then set on, the upstream request.
+    upstream_remove: Vec<HeaderName>,
+    upstream_set: Vec<(HeaderName, HeaderValue)>,
+    /// The time spent in `forward_auth` calls.
+    pub auth_time: Option<std::time::Duration>,
     /// The response body's encoder, once the head chose to compress.
     encoder: Option<StreamEncoder>,
 }
@@ -89,6 +101,24 @@ pub(super) async fn request(session: &Session, ctx: &mut RequestCtx) -> Option<A
                 ctx.mw.compress = Some(Arc::clone(m));
                 None
             }
+            Kind::BasicAuth(a) => {
+                match a
+                    .check_async(req.headers.get(http::header::AUTHORIZATION))
+                    .await
+                {
+                    Some(_user) => {
+                        if !a.pass_credentials() {
+                            ctx.mw.strip_authorization = true;
+                        }
+                        None
+                    }
+                    None => Some(
+                        Answer::status(401)
+                            .with_header(http::header::WWW_AUTHENTICATE, a.challenge()),
+                    ),
+                }
+            }
+            Kind::ForwardAuth(a) => forward_auth(ctx, &gateway, m, a, req, client_ip).await,
         };
         if let Some(a) = answer {
             answered(ctx, &m.name);
@@ -96,6 +126,98 @@ pub(super) async fn request(session: &Session, ctx: &mut RequestCtx) -> Option<A
         }
     }
     None
+}
+
+/// A `forward_auth` check, traced as a CLIENT span under the SERVER span (its
+/// `traceparent` goes to the auth server). A 2xx lets the request go on with the configured
+/// headers of the answer; any other answer goes back to the client as it is; no answer is a
+/// 502 or a 504.
+async fn forward_auth(
+    ctx: &mut RequestCtx,
+    gateway: &Gateway,
+    m: &Middleware,
+    auth: &ForwardAuth,
+    req: &RequestHeader,
+    client_ip: Option<std::net::IpAddr>,
+) -> Option<Answer> {
+    let call = ctx.trace.as_ref().map(|t| t.begin_side_call());
+    let (traceparent, tracestate) = match (&ctx.trace, &call) {
+        (Some(t), Some(c)) => (
+            HeaderValue::from_bytes(&t.side_call_traceparent(c)).ok(),
+            t.upstream_tracestate()
+                .and_then(|s| HeaderValue::from_str(s).ok()),
+        ),
+        _ => (None, None),
+    };
+    let r = AuthRequest {
+        method: &req.method,
+        scheme: if ctx.downstream.tls { "https" } else { "http" },
+        host: ctx.downstream.host(),
+        uri: req.uri.path_and_query().map_or("/", |p| p.as_str()),
+        client_ip,
+        headers: &req.headers,
+        traceparent,
+        tracestate,
+    };
+    let result = auth.check(&r).await;
+    let took = result.end.duration_since(result.start).unwrap_or_default();
+    ctx.mw.auth_time = Some(ctx.mw.auth_time.unwrap_or_default() + took);
+    if let (Some(t), Some(c)) = (&mut ctx.trace, call) {
+        let (error_type, error_message) = match &result.outcome {
+            AuthOutcome::Failed {
+                error_type,
+                message,
+                ..
+            } => (Some(Cow::Borrowed(*error_type)), Some(message.clone())),
+            _ => (None, None),
+        };
+        let fields = ClientFields {
+            method: http::Method::GET,
+            middleware: Some(Arc::clone(&m.name)),
+            backend: result.peer,
+            path: auth.address().path().to_owned(),
+            status: result.status,
+            error_type,
+            error_message,
+            ..ClientFields::default()
+        };
+        t.end_side_call(&gateway.tracer, c, fields);
+    }
+    match result.outcome {
+        AuthOutcome::Pass { set, remove } => {
+            ctx.mw.upstream_remove.extend(remove);
+            ctx.mw.upstream_set.extend(set);
+            None
+        }
+        AuthOutcome::Deny {
+            status,
+            headers,
+            body,
+        } => {
+            let mut a = Answer::new(status, body);
+            a.headers = headers
+                .into_iter()
+                .filter(|(k, _)| k != http::header::CONTENT_LENGTH)
+                .collect();
+            Some(a)
+        }
+        AuthOutcome::Failed { status, .. } => Some(Answer::status(status)),
+    }
+}
+
+/// The upstream request: `Authorization` removed after `basic_auth` (unless
+/// `pass_credentials`), and the headers a `forward_auth` answer gave.
+pub(super) fn upstream_request(ctx: &RequestCtx, up: &mut RequestHeader) -> Result<()> {
+    if ctx.mw.strip_authorization {
+        up.remove_header(&http::header::AUTHORIZATION);
+    }
+    for n in &ctx.mw.upstream_remove {
+        up.remove_header(n);
+    }
+    for (k, v) in &ctx.mw.upstream_set {
+        up.append_header(k.clone(), v.clone())?;
+    }
+    Ok(())
 }
 
 /// Records that middleware `name` answered the request.

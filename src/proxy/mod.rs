@@ -359,6 +359,7 @@ impl ProxyHttp for TracegateProxy {
                 target,
             )?;
         }
+        middleware::upstream_request(ctx, upstream_request)?;
         if let Some(t) = &ctx.trace {
             hooks::inject(t, upstream_request)?;
         }

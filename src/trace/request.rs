@@ -138,6 +138,13 @@ pub struct RequestTrace {
     attempts: u32,
 }
 
+/// A CLIENT span the proxy opened for a call of its own ([`RequestTrace::begin_side_call`]).
+#[derive(Debug)]
+pub struct SideCall {
+    span_id: SpanId,
+    start: Instant,
+}
+
 #[derive(Debug)]
 struct Attempt {
     span_id: SpanId,
@@ -550,6 +557,44 @@ impl RequestTrace {
         let Some(a) = self.attempt.take() else {
             return;
         };
+        let end = a.ended_at.unwrap_or_else(Instant::now);
+        let mut fields = a.fields;
+        fields.connected_at = a.connected_at.map(|t| self.wall(t));
+        fields.first_byte_at = a.first_byte_at.map(|t| self.wall(t));
+        self.emit_client(tracer, a.span_id, a.start, end, fields);
+    }
+
+    /// Starts a CLIENT span for a call the proxy makes on the request's behalf before it goes
+    /// upstream (a `forward_auth` check), a child of the SERVER span.
+    pub fn begin_side_call(&self) -> SideCall {
+        SideCall {
+            span_id: new_span_id(),
+            start: Instant::now(),
+        }
+    }
+
+    /// The `traceparent` to send with a side call: this trace, the call's span as parent.
+    pub fn side_call_traceparent(&self, call: &SideCall) -> [u8; 55] {
+        format_traceparent(&self.trace_id, &call.span_id, self.flags)
+    }
+
+    /// Ends a side call's CLIENT span with what it did: `fields` name the middleware
+    /// (`tracegate.middleware`, and the span name `{METHOD} {middleware}`), the server, the
+    /// status or the failure.
+    pub fn end_side_call(&mut self, tracer: &Tracer, call: SideCall, fields: ClientFields) {
+        self.emit_client(tracer, call.span_id, call.start, Instant::now(), fields);
+    }
+
+    /// Exports (or holds, when the request is not sampled but a keep rule may still want it)
+    /// one CLIENT span under the SERVER span.
+    fn emit_client(
+        &mut self,
+        tracer: &Tracer,
+        span_id: SpanId,
+        start: Instant,
+        end: Instant,
+        fields: ClientFields,
+    ) {
         if !tracer.is_recording() {
             return;
         }
@@ -560,18 +605,14 @@ impl RequestTrace {
                 return;
             }
         }
-        let end = a.ended_at.unwrap_or_else(Instant::now);
-        let mut fields = a.fields;
-        fields.connected_at = a.connected_at.map(|t| self.wall(t));
-        fields.first_byte_at = a.first_byte_at.map(|t| self.wall(t));
         let record = SpanRecord {
             trace_id: self.trace_id,
-            span_id: a.span_id,
+            span_id,
             parent: Some(self.span_id),
             parent_is_remote: false,
             flags: self.flags,
             tracestate: self.tracestate.clone(),
-            start: self.wall(a.start),
+            start: self.wall(start),
             end: self.wall(end),
             link: None,
             body: SpanBody::Client(Box::new(fields)),

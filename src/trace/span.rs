@@ -95,6 +95,8 @@ pub struct ClientFields {
     pub method: http::Method,
     /// The upstream pool's name (`tracegate.upstream`).
     pub upstream: Option<Arc<str>>,
+    /// For a call a middleware made (an auth check): its name (`tracegate.middleware`).
+    pub middleware: Option<Arc<str>>,
     /// The backend this attempt went to (`server.address`/`server.port`).
     pub backend: Option<SocketAddr>,
     /// The path sent upstream, without query (used for `url.full`).
@@ -213,11 +215,11 @@ impl SpanRecord {
 
     /// The span name in two parts: `{METHOD} {route}` for server spans (semconv: `{method}
     /// {http.route}`), `{METHOD}` for client spans (semconv: no URL template is known at the
-    /// edge). Joined with one space when the second part is present.
+    /// edge), `{METHOD} {middleware}` for a middleware's own call (`GET sso`). Joined with one space when the second part is present.
     pub fn name_parts(&self) -> (&str, Option<&str>) {
         match &self.body {
             SpanBody::Server(s) => (s.method.as_str(), s.route.as_deref()),
-            SpanBody::Client(c) => (c.method.as_str(), None),
+            SpanBody::Client(c) => (c.method.as_str(), c.middleware.as_deref()),
         }
     }
 
@@ -343,6 +345,9 @@ impl SpanRecord {
                 }
                 if let Some(u) = &c.upstream {
                     f("tracegate.upstream", Str(u));
+                }
+                if let Some(m) = &c.middleware {
+                    f("tracegate.middleware", Str(m));
                 }
                 if let Some(s) = c.status {
                     f("http.response.status_code", Int(s.into()));

@@ -597,6 +597,7 @@ mod tests {
             link: None,
             body: SpanBody::Client(Box::new(ClientFields {
                 method: http::Method::from_bytes(b"PURGE").unwrap(),
+                middleware: None,
                 upstream: Some("api".into()),
                 backend: Some("10.0.0.1:8080".parse().unwrap()),
                 path: "/users/42".into(),

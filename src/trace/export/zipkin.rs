@@ -319,6 +319,7 @@ mod tests {
             link: None,
             body: SpanBody::Client(Box::new(ClientFields {
                 method: http::Method::GET,
+                middleware: None,
                 upstream: Some("api".into()),
                 backend: Some("[2001:db8::1]:8080".parse().unwrap()),
                 path: "/users/42".into(),
