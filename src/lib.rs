@@ -12,6 +12,7 @@
 //!   Pingora `ProxyHttp`.
 //! - [`proxy`]: tracegate's `ProxyHttp` implementation and the rest of the Pingora glue,
 //!   with the live routing state of one config generation (`proxy::Gateway`).
+//! - [`middleware`]: route middlewares (the `rate_limit` token buckets, local or in Redis).
 //! - [`exchange`]: the per-request record: the downstream facts, read once, and how the
 //!   request ended.
 //! - [`observe`]: the consumers of finished requests besides spans (log lines, metrics).
@@ -25,6 +26,7 @@ pub mod config;
 pub mod exchange;
 pub mod files;
 pub mod listeners;
+pub mod middleware;
 pub mod net;
 pub mod observe;
 pub mod proxy;

@@ -1,0 +1,1 @@
+//! Unit tests of the rate limiter: bucket math, the local store, reload, URLs and headers.
