@@ -458,7 +458,9 @@ impl Rate {
 
     /// The time `tokens` more tokens take to arrive.
     fn time_for(&self, tokens: f64) -> Duration {
-        let nanos = (tokens.max(0.0) * self.period_nanos / self.average).ceil();
+        // To the nearest nanosecond: float error must not turn 20 s into 20.000000001 s (21 s
+        // once rounded up to whole seconds).
+        let nanos = (tokens.max(0.0) * self.period_nanos / self.average).round();
         Duration::from_nanos(if nanos >= u64::MAX as f64 {
             u64::MAX
         } else {
