@@ -536,9 +536,9 @@ impl RateLimiter {
             (Store::Local, Some(Backend::Local(store))) => Backend::Local(Arc::clone(store)),
             (Store::Local, _) => Backend::Local(new_local()),
             (Store::Redis(redis), Some(Backend::Redis(old))) => {
-                RedisStore::new(name, redis, Some(old))
+                Backend::Redis(RedisStore::new(name, redis, Some(old)))
             }
-            (Store::Redis(redis), _) => RedisStore::new(name, redis, None),
+            (Store::Redis(redis), _) => Backend::Redis(RedisStore::new(name, redis, None)),
         };
         RateLimiter {
             name: name.to_string(),

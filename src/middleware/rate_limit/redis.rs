@@ -125,17 +125,17 @@ impl RedisStore {
         name: &str,
         settings: &RedisSettings,
         previous: Option<&RedisStore>,
-    ) -> super::Backend {
+    ) -> RedisStore {
         let connection = match previous {
             Some(p) if p.connection.settings == *settings => Arc::clone(&p.connection),
             _ => Arc::new(Connection::start(name, settings)),
         };
-        super::Backend::Redis(RedisStore {
+        RedisStore {
             connection,
             name: name.to_string(),
             prefix: format!("tracegate:rl:{name}:"),
             last_warn: AtomicU64::new(0),
-        })
+        }
     }
 
     pub(crate) async fn check(&self, key: &str, rate: &Rate) -> Result<RateDecision, StoreError> {

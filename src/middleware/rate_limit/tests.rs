@@ -543,6 +543,14 @@ fn redis_settings_never_show_the_password() {
     assert_eq!(v6.to_string(), "redis://[::1]:6379/0");
 }
 
+/// Why, the decision, the policy window, the header fields it must give.
+type HeaderCase = (
+    &'static str,
+    RateDecision,
+    Duration,
+    Vec<(&'static str, &'static str)>,
+);
+
 #[test]
 fn header_fields() {
     let decision = |allowed, remaining, reset, retry_after, store_error| RateDecision {
@@ -553,7 +561,7 @@ fn header_fields() {
         retry_after,
         store_error,
     };
-    let cases: Vec<(&str, RateDecision, Duration, Vec<(&str, &str)>)> = vec![
+    let cases: Vec<HeaderCase> = vec![
         (
             "passed: the policy, remaining tokens and seconds until full, rounded up",
             decision(true, 9, 1200 * MS, None, false),
