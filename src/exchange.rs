@@ -239,6 +239,8 @@ pub struct Exchange<'a> {
     pub route: Option<&'a str>,
     /// The route middleware that answered the request itself, if one did.
     pub middleware: Option<&'a str>,
+    /// The time spent in `forward_auth` calls, when the route made one.
+    pub auth: Option<Duration>,
     /// The status written downstream; 0 when none was (the client went away, or the
     /// connection broke before a response).
     pub status: u16,

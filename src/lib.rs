@@ -14,7 +14,8 @@
 //!   with the live routing state of one config generation (`proxy::Gateway`).
 //! - [`exchange`]: the per-request record: the downstream facts, read once, and how the
 //!   request ended.
-//! - [`middleware`]: the route middlewares' cores (`basic_auth`, `forward_auth`).
+//! - [`middleware`]: the route middlewares (IP lists, rate limits local or in Redis, basic and
+//!   forward auth, CORS, compression, body limits), without Pingora types.
 //! - [`observe`]: the consumers of finished requests besides spans (log lines, metrics).
 //! - [`reload`]: reloading the config file on SIGHUP or when it changes.
 //! - [`admin`]: the admin listener (`/ping`, `/ready`, `/metrics`, `/upstreams`, `/config`).

@@ -93,6 +93,7 @@ impl Collector for StateSources {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         if let Some(g) = &self.gateway {
             backends(&mut encoder, g)?;
+            rate_limits(&mut encoder, g)?;
         }
         if let Some(c) = &self.connections {
             gauge(
@@ -178,6 +179,59 @@ impl Collector for StateSources {
         }
         Ok(())
     }
+}
+
+/// `tracegate_rate_limit_requests_total{middleware, result}` (`allowed`, `limited`) and
+/// `tracegate_rate_limit_store_errors_total{middleware}` (Redis did not answer: the request
+/// followed `on_store_error`), for the current generation's limiters.
+fn rate_limits(
+    encoder: &mut DescriptorEncoder<'_>,
+    g: &SharedGateway,
+) -> Result<(), std::fmt::Error> {
+    use crate::middleware::Kind;
+    let gateway = g.load();
+    let limiters: Vec<(&str, &crate::middleware::rate_limit::RateLimiter)> = gateway
+        .middlewares
+        .iter()
+        .filter_map(|m| match &m.kind {
+            Kind::RateLimit(l) => Some((&*m.name, &**l)),
+            _ => None,
+        })
+        .collect();
+    if limiters.is_empty() {
+        return Ok(());
+    }
+    let labels: Vec<[(&'static str, &str); 2]> = limiters
+        .iter()
+        .flat_map(|(n, _)| {
+            [
+                [("middleware", *n), ("result", "allowed")],
+                [("middleware", *n), ("result", "limited")],
+            ]
+        })
+        .collect();
+    let values: Vec<u64> = limiters
+        .iter()
+        .flat_map(|(_, l)| [l.stats().allowed(), l.stats().limited()])
+        .collect();
+    counters(
+        encoder,
+        "tracegate_rate_limit_requests",
+        "Requests a rate_limit middleware let through or refused with 429",
+        labels.iter().map(|l| &l[..]).zip(values),
+    )?;
+    let names: Vec<[(&'static str, &str); 1]> =
+        limiters.iter().map(|(n, _)| [("middleware", *n)]).collect();
+    counters(
+        encoder,
+        "tracegate_rate_limit_store_errors",
+        "Checks of a Redis-backed rate_limit that Redis did not answer (the request followed \
+         on_store_error)",
+        names
+            .iter()
+            .map(|l| &l[..])
+            .zip(limiters.iter().map(|(_, l)| l.stats().store_errors())),
+    )
 }
 
 fn backends(encoder: &mut DescriptorEncoder<'_>, g: &SharedGateway) -> Result<(), std::fmt::Error> {

@@ -40,6 +40,28 @@ pub struct FileMiddleware {
     pub compress: Option<FileCompress>,
     pub basic_auth: Option<FileBasicAuth>,
     pub forward_auth: Option<FileForwardAuth>,
+    pub rate_limit: Option<FileRateLimit>,
+}
+
+/// `middlewares.<name>.rate_limit`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileRateLimit {
+    pub average: Option<u64>,
+    pub period: Option<String>,
+    pub burst: Option<u64>,
+    pub key: Option<FileRateKey>,
+    /// `redis://…`; absent: in this process.
+    pub store: Option<String>,
+    pub on_store_error: Option<String>,
+}
+
+/// `rate_limit.key`: `client_ip`, `route`, or `{ header: NAME }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum FileRateKey {
+    Name(String),
+    Header { header: String },
 }
 
 /// `middlewares.<name>.basic_auth`.

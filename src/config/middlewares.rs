@@ -10,13 +10,16 @@
 //! ```
 
 use super::check::{parse_size, Ctx};
-use super::file::{FileCompress, FileCors, FileMiddleware};
+use super::file::{FileCompress, FileCors, FileMiddleware, FileRateKey, FileRateLimit};
 use super::ConfigError;
 use crate::middleware::basic_auth::{BasicAuth, BasicAuthSettings};
 use crate::middleware::compress::{Compress, DEFAULT_LEVEL, DEFAULT_MIN_SIZE, DEFAULT_TYPES};
 use crate::middleware::cors::Cors;
 use crate::middleware::forward_auth::{ForwardAuth, ForwardAuthSettings};
 use crate::middleware::ip_filter::IpList;
+use crate::middleware::rate_limit::{
+    parse_redis_url, KeySource, OnStoreError, RateLimitSettings, Store,
+};
 use crate::middleware::{KindSpec, MiddlewareSpec};
 use crate::net::Cidr;
 use std::collections::{BTreeMap, HashMap};
@@ -25,7 +28,8 @@ use std::sync::Arc;
 /// The most middlewares one route may list.
 const MAX_PER_ROUTE: usize = 32;
 /// The kind keys, for the error that names them.
-const KINDS: &str = "ip_allow, ip_deny, body_limit, cors, compress, basic_auth, forward_auth";
+const KINDS: &str =
+    "ip_allow, ip_deny, rate_limit, body_limit, cors, compress, basic_auth, forward_auth";
 /// `forward_auth.timeout` when not set, as Traefik's default.
 const FORWARD_AUTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -166,6 +170,13 @@ fn check_kind(c: &Ctx<'_>, key: &str, m: &FileMiddleware) -> Result<KindSpec, Co
         .map_err(|r| c.err(k, r))?;
         kinds.push(KindSpec::ForwardAuth(Arc::new(auth)));
     }
+    if let Some(f) = &m.rate_limit {
+        kinds.push(KindSpec::RateLimit(rate_limit(
+            c,
+            &format!("{key}.rate_limit"),
+            f,
+        )?));
+    }
     match kinds.len() {
         1 => Ok(kinds.pop().expect("one kind")),
         0 => Err(c.err(key, format!("set one of {KINDS}"))),
@@ -181,6 +192,82 @@ fn check_kind(c: &Ctx<'_>, key: &str, m: &FileMiddleware) -> Result<KindSpec, Co
             ),
         )),
     }
+}
+
+fn rate_limit(c: &Ctx<'_>, key: &str, f: &FileRateLimit) -> Result<RateLimitSettings, ConfigError> {
+    let Some(average) = f.average else {
+        return Err(c.err(
+            format!("{key}.average"),
+            "set the requests allowed per period, e.g. average: 100",
+        ));
+    };
+    let average = c.count_in(
+        &format!("{key}.average"),
+        Some(average),
+        1,
+        1..=1_000_000_000,
+    )?;
+    let period = c.duration_in(
+        &format!("{key}.period"),
+        &f.period,
+        std::time::Duration::from_secs(1),
+        std::time::Duration::from_millis(1)..=std::time::Duration::from_secs(86_400),
+    )?;
+    let burst = c.count_in(&format!("{key}.burst"), f.burst, 1, 1..=1_000_000_000)?;
+    let source = match &f.key {
+        None => KeySource::ClientIp,
+        Some(FileRateKey::Name(n)) => match n.trim() {
+            "client_ip" => KeySource::ClientIp,
+            "route" => KeySource::Route,
+            other => {
+                return Err(c.err(
+                    format!("{key}.key"),
+                    format!("{other:?}: client_ip, route or {{ header: NAME }}"),
+                ))
+            }
+        },
+        Some(FileRateKey::Header { header }) => KeySource::Header(
+            http::HeaderName::from_bytes(header.trim().to_ascii_lowercase().as_bytes()).map_err(
+                |_| {
+                    c.err(
+                        format!("{key}.key.header"),
+                        format!("{header:?} is not a header name"),
+                    )
+                },
+            )?,
+        ),
+    };
+    let store = match &f.store {
+        None => Store::Local,
+        Some(u) if u.trim() == "local" => Store::Local,
+        Some(u) => {
+            Store::Redis(parse_redis_url(u.trim()).map_err(|r| c.err(format!("{key}.store"), r))?)
+        }
+    };
+    let on_store_error = match f.on_store_error.as_deref().map(str::trim) {
+        None | Some("allow") => OnStoreError::Allow,
+        Some("deny") => OnStoreError::Deny,
+        Some(other) => {
+            return Err(c.err(
+                format!("{key}.on_store_error"),
+                format!("{other:?}: allow (fail open) or deny"),
+            ))
+        }
+    };
+    if f.on_store_error.is_some() && store == Store::Local {
+        return Err(c.err(
+            format!("{key}.on_store_error"),
+            "only applies with a store: redis://… (a local limiter cannot fail)",
+        ));
+    }
+    Ok(RateLimitSettings {
+        average,
+        period,
+        burst,
+        key: source,
+        store,
+        on_store_error,
+    })
 }
 
 fn ip_list(c: &Ctx<'_>, key: &str, l: &[String]) -> Result<IpList, ConfigError> {
@@ -389,6 +476,10 @@ mod tests {
             ("middlewares:\n  a: { compress: { level: 12 } }\n".into(), "middlewares.a.compress.level", "at most 9", "level out of range"),
             ("middlewares:\n  \"a b\": { body_limit: 1 }\n".into(), "middlewares.a b", "letters, digits", "a name with a space"),
             ("middlewares:\n  a: { basic_auth: { users_file: /nonexistent/htpasswd } }\n".into(), "middlewares.a.basic_auth.users_file", "", "a missing users file"),
+            ("middlewares:\n  a: { rate_limit: { burst: 5 } }\n".into(), "middlewares.a.rate_limit.average", "per period", "no average"),
+            ("middlewares:\n  a: { rate_limit: { average: 5, key: ip } }\n".into(), "middlewares.a.rate_limit.key", "client_ip, route", "an unknown key"),
+            ("middlewares:\n  a: { rate_limit: { average: 5, store: \"http://x\" } }\n".into(), "middlewares.a.rate_limit.store", "", "not a Redis URL"),
+            ("middlewares:\n  a: { rate_limit: { average: 5, on_store_error: deny } }\n".into(), "middlewares.a.rate_limit.on_store_error", "only applies", "no store to fail"),
             ("middlewares:\n  a: { forward_auth: { address: \"not a url\" } }\n".into(), "middlewares.a.forward_auth.address", "not a URL", "a bad address"),
             ("middlewares:\n  a: { forward_auth: { address: \"http://127.0.0.1:9/v\", timeout: 0s } }\n".into(), "middlewares.a.forward_auth.timeout", "", "a zero timeout"),
         ];

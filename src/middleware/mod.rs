@@ -4,8 +4,8 @@
 //! the chain and nothing goes upstream.
 //!
 //! Each kind lives in a file of its own and knows nothing of Pingora: [`ip_filter`]
-//! (`ip_allow`, `ip_deny`), [`cors`], [`compress`], [`basic_auth`], [`forward_auth`] and
-//! `body_limit` (a number). The proxy glue
+//! (`ip_allow`, `ip_deny`), [`rate_limit`], [`cors`], [`compress`], [`basic_auth`],
+//! [`forward_auth`] and `body_limit` (a number). The proxy glue
 //! (`crate::proxy::middleware`) runs them at the phases they need: the request head (all of
 //! them), the request body (`body_limit` while streaming), the response head (`cors`,
 //! `compress`) and body (`compress`).
@@ -19,6 +19,7 @@ pub mod compress;
 pub mod cors;
 pub mod forward_auth;
 pub mod ip_filter;
+pub mod rate_limit;
 
 use std::sync::Arc;
 
@@ -41,6 +42,7 @@ pub enum KindSpec {
     /// Loaded at config load: a missing or bad users file refuses the config.
     BasicAuth(Arc<basic_auth::BasicAuth>),
     ForwardAuth(Arc<forward_auth::ForwardAuth>),
+    RateLimit(rate_limit::RateLimitSettings),
 }
 
 impl KindSpec {
@@ -54,6 +56,7 @@ impl KindSpec {
             KindSpec::Compress(_) => "compress",
             KindSpec::BasicAuth(_) => "basic_auth",
             KindSpec::ForwardAuth(_) => "forward_auth",
+            KindSpec::RateLimit(_) => "rate_limit",
         }
     }
 }
@@ -75,6 +78,7 @@ pub enum Kind {
     Compress(compress::Compress),
     BasicAuth(Arc<basic_auth::BasicAuth>),
     ForwardAuth(Arc<forward_auth::ForwardAuth>),
+    RateLimit(Box<rate_limit::RateLimiter>),
 }
 
 /// The middlewares of a new config generation, from its specs; `previous` are those of the
@@ -83,7 +87,7 @@ pub fn build(specs: &[MiddlewareSpec], previous: &[Arc<Middleware>]) -> Vec<Arc<
     specs
         .iter()
         .map(|s| {
-            let _before = previous.iter().find(|p| p.name == s.name);
+            let before = previous.iter().find(|p| p.name == s.name);
             let kind = match &s.kind {
                 KindSpec::IpAllow(l) => Kind::IpAllow(l.clone()),
                 KindSpec::IpDeny(l) => Kind::IpDeny(l.clone()),
@@ -92,6 +96,18 @@ pub fn build(specs: &[MiddlewareSpec], previous: &[Arc<Middleware>]) -> Vec<Arc<
                 KindSpec::Compress(c) => Kind::Compress(c.clone()),
                 KindSpec::BasicAuth(a) => Kind::BasicAuth(Arc::clone(a)),
                 KindSpec::ForwardAuth(a) => Kind::ForwardAuth(Arc::clone(a)),
+                KindSpec::RateLimit(settings) => {
+                    // The buckets of the limiter it replaces carry over (same name).
+                    let previous = before.and_then(|p| match &p.kind {
+                        Kind::RateLimit(l) => Some(l),
+                        _ => None,
+                    });
+                    Kind::RateLimit(Box::new(rate_limit::RateLimiter::new(
+                        &s.name,
+                        settings.clone(),
+                        previous.map(|l| &**l),
+                    )))
+                }
             };
             Arc::new(Middleware {
                 name: Arc::clone(&s.name),

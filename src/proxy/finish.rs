@@ -46,6 +46,7 @@ pub(super) fn finish(session: &Session, ctx: &mut RequestCtx, e: Option<&Error>)
         attempts: &ctx.attempts,
         route: ctx.route().map(|r| &*r.name),
         middleware: ctx.mw.answered_by.as_deref(),
+        auth: ctx.mw.auth_time,
         status: session.response_written().map_or(0, |r| r.status.as_u16()),
         upstream: ctx.upstream().map(|u| UpstreamPart {
             name: u.pool.name.clone(),

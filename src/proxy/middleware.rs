@@ -32,7 +32,8 @@ pub(super) struct MiddlewareState {
     /// `body_limit` for a streamed body: the limit and the middleware's name.
     body_limit: Option<(u64, Arc<str>)>,
     body_seen: u64,
-    /// `cors` headers for the response, whoever answers it.
+    /// Headers for the response, whoever answers it: `cors`'s, and `rate_limit`'s
+    /// `RateLimit-Policy`/`RateLimit`.
     pub cors: Vec<(HeaderName, HeaderValue)>,
     /// The route's `compress`, until the response head decides.
     compress: Option<Arc<Middleware>>,
@@ -65,6 +66,7 @@ pub(super) async fn request(session: &Session, ctx: &mut RequestCtx) -> Option<A
     }
     let gateway = Arc::clone(&ctx.gateway);
     let list = Arc::clone(&route.middlewares);
+    let route_name = Arc::clone(&route.name);
     let req = session.req_header();
     let client_ip = gateway
         .router
@@ -119,6 +121,21 @@ pub(super) async fn request(session: &Session, ctx: &mut RequestCtx) -> Option<A
                 }
             }
             Kind::ForwardAuth(a) => forward_auth(ctx, &gateway, m, a, req, client_ip).await,
+            Kind::RateLimit(l) => {
+                let settings = l.settings();
+                let key = settings.key.key(client_ip, &req.headers, &route_name);
+                let d = l.check(key.as_str()).await;
+                let headers = d.headers(settings.period);
+                if d.allowed {
+                    // RateLimit headers on every answer (draft-ietf-httpapi-ratelimit-headers).
+                    ctx.mw.cors.extend(headers);
+                    None
+                } else {
+                    let mut a = Answer::status(429);
+                    a.headers = headers;
+                    Some(a)
+                }
+            }
         };
         if let Some(a) = answer {
             answered(ctx, &m.name);

@@ -50,6 +50,7 @@ pub mod browser;
 pub mod edge;
 pub mod h2raw;
 pub mod raw;
+pub mod redis;
 
 // Each test binary uses only part of the harness.
 #[allow(unused_imports)]

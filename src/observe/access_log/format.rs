@@ -235,6 +235,9 @@ pub(super) fn json(out: &mut Vec<u8>, x: &Exchange<'_>, query: &Capture) {
     u64_field(out, "http.request.body.size", x.request_body_bytes);
     u64_field(out, "http.response.body.size", x.response_body_bytes);
     ms_field(out, "duration_ms", x.duration);
+    if let Some(d) = x.auth {
+        ms_field(out, "forward_auth_ms", d);
+    }
     if let Some(u) = &x.upstream {
         str_field(out, "upstream", &u.name);
         let last = x.last_attempt();

@@ -56,6 +56,7 @@ impl Req {
             attempts: &self.attempts,
             route: route.map(|_| "ignored: the handles carry the route"),
             middleware: None,
+            auth: None,
             status: self.status,
             upstream: None,
             failure: None,

@@ -55,6 +55,7 @@ fn base<'a>(d: &'a Downstream, m: &'a http::Method) -> Exchange<'a> {
         attempts: &[],
         route: Some("shop"),
         middleware: None,
+        auth: None,
         status: 200,
         upstream: None,
         failure: None,
