@@ -173,3 +173,56 @@ fn a_bad_redis_url_is_refused_at_load() {
     assert_eq!(code, 64, "{out}");
     assert!(out.contains("middlewares.l.rate_limit.store: "), "{out}");
 }
+
+/// A reload swaps the middlewares with the routes; a limiter that keeps its name keeps its
+/// buckets, so a reload does not hand every client a fresh burst.
+#[test]
+fn a_reload_keeps_the_buckets_of_a_limiter_that_keeps_its_name() {
+    use nix::sys::signal::Signal;
+    let up = Upstream::start("app");
+    let config = |routes: &str| {
+        format!(
+            "listen: [\"127.0.0.1:0\"]\ntelemetry: {{ exporter: {{ protocol: none }} }}\n\
+             middlewares:\n  limit: {{ rate_limit: {{ average: 1, period: 1h, burst: 2 }} }}\n\
+             routes:\n{routes}\
+             upstreams:\n  app: {{ backends: [\"{}\"] }}\n",
+            up.addr()
+        )
+    };
+    let limited_route =
+        "  - { name: api, match: { path_prefix: / }, middlewares: [limit], upstream: app }\n";
+    let mut p = Proxy::start(&config(limited_route));
+    let codes = |p: &Proxy| -> Vec<u16> {
+        (0..3)
+            .map(|_| http_get(&p.addr(), "/x", &[]).status)
+            .collect()
+    };
+    assert_eq!(codes(&p), [200, 200, 429]);
+    let reload = |p: &mut Proxy, yaml: &str, routes: usize| {
+        let path = p.config_path().to_owned();
+        let tmp = path.with_extension("new");
+        std::fs::write(&tmp, yaml).unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+        p.signal(Signal::SIGHUP);
+        p.wait_for_log(
+            &format!("config reloaded (SIGHUP): {routes} routes"),
+            Duration::from_secs(15),
+        );
+    };
+    // Same limiter, one more route: the bucket is still empty.
+    reload(
+        &mut p,
+        &config(&format!(
+            "{limited_route}  - {{ name: other, match: {{ path: /other }}, respond: {{ body: x }} }}\n"
+        )),
+        2,
+    );
+    assert_eq!(codes(&p), [429, 429, 429], "the buckets carried over");
+    // The route no longer lists it: nothing is limited.
+    reload(
+        &mut p,
+        &config("  - { name: api, match: { path_prefix: / }, upstream: app }\n"),
+        1,
+    );
+    assert_eq!(codes(&p), [200, 200, 200]);
+}
