@@ -83,6 +83,15 @@ fn the_limiters_counts_are_metrics() {
         )
     };
     assert_eq!((v("allowed"), v("limited")), (Some(2.0), Some(3.0)));
+    // The refusals are HTTP metrics like any answer, by route and status.
+    let http = |status: &str| {
+        common::admin::sample(
+            &m,
+            "http_server_request_duration_seconds_count",
+            &[("http_route", "api"), ("http_response_status_code", status)],
+        )
+    };
+    assert_eq!((http("200"), http("429")), (Some(2.0), Some(3.0)));
 }
 
 /// Sends `n` requests, alternating between the two proxies, and counts 200s and 429s.
