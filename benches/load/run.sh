@@ -216,8 +216,8 @@ stop_process "$MWR_PID" 10
 stopped_mw=""
 for name in mw-local mw-redis; do
   stopped_mw+=$(grep -o 'stopped: .*' "$WORK/$name.err" | sed "s/^/$name at exit: /" || true)$'\n'
-  # Anything else it logged (a Redis it could not reach, a refused request) is worth seeing.
-  grep -v 'stopped: ' "$WORK/$name.err" | sed "s/^/[$LOAD_TAG] $name: /" >&2 || true
+  # Its warnings and errors (a Redis it could not reach, …) are worth seeing; not its start-up lines.
+  grep -E ' (WARN|ERROR) ' "$WORK/$name.err" | sed "s/^/[$LOAD_TAG] $name: /" >&2 || true
 done
 
 python3 - "$RESULTS" "$CLK_TCK" "$ROUNDS" "$DURATION" "$CONNS" "$WORKERS" "$stopped" "$stopped_all" "$access_lines" "$scrapes" \
