@@ -7,8 +7,11 @@
 #   start_origin                 nginx answering `return 200`        -> ORIGIN_PORT ORIGIN_PID
 #   start_nginx_proxy            nginx proxy to it, upstream keepalive -> NGINX_PORT NGINX_PID
 #   start_sink [PORT] [FILE]     examples/otlp_sink                   -> SINK_PORT SINK_PID COUNT_FILE
-#   start_tracegate NAME YAML [EXTRA]  prints "PID PORT"; YAML is the telemetry.exporter value,
-#                                EXTRA more top-level config keys (access_log, admin, ...)
+#   start_tracegate NAME YAML [EXTRA] [MW]  prints "PID PORT"; YAML is the telemetry.exporter
+#                                value, EXTRA more top-level config keys (access_log, admin,
+#                                middlewares, ...), MW the route's `middlewares:` list as YAML
+#                                (e.g. "[office, cors]", defined in EXTRA); without it the route
+#                                lists none, as before
 #   start_floor                  examples/floor (the smallest Pingora proxy) -> FLOOR_PORT FLOOR_PID
 #   start_targets                all of the above, tracegate off and on (OTLP/gRPC to the sink),
 #                                and waits until each accepts  -> also OFF_PID OFF_PORT ON_PID ON_PORT
@@ -143,9 +146,11 @@ start_sink() { # [port] [count file]
   PIDS+=("$SINK_PID")
 }
 
-start_tracegate() { # name exporter-yaml [extra-yaml] -> prints "pid port"; logs in $WORK/name.err
-  local name=$1 exporter=$2 extra=${3:-} port
+start_tracegate() { # name exporter-yaml [extra-yaml] [middlewares-list-yaml] -> prints "pid port"; logs in $WORK/name.err
+  local name=$1 exporter=$2 extra=${3:-} mw=${4:-} port
   port=$(free_port)
+  # The route's `middlewares:` line only when asked for, so other callers' configs do not change.
+  if [ -n "$mw" ]; then mw=$'\n'"    middlewares: $mw"; fi
   cat > "$WORK/$name.yaml" <<EOF
 listen: ["127.0.0.1:$port"]
 server: { threads: $WORKERS, grace_period: 0s }
@@ -153,7 +158,7 @@ telemetry:
   exporter: $exporter
 routes:
   - name: all
-    match: { path_prefix: / }
+    match: { path_prefix: / }$mw
     upstream: origin
 upstreams:
   origin: { backends: ["127.0.0.1:$ORIGIN_PORT"] }
