@@ -2,6 +2,8 @@
 //! (EVALSHA; redis-rs falls back to loading the script on NOSCRIPT), on Redis's own clock
 //! (`TIME`), so that proxies with skewed clocks agree. Keys are `tracegate:rl:<name>:<key>`, a
 //! hash of the tokens and the time they were counted, expiring once the bucket would be full.
+//! A key longer than [`MAX_PLAIN_KEY`] (a client's header value can be kilobytes) is sent as
+//! `#` and its SHA-256, so what a client sends cannot size Redis's keys.
 //!
 //! Each limiter owns a small runtime on a thread of its own, where its one multiplexed
 //! connection (redis-rs `ConnectionManager`, which also reconnects) is driven: Pingora polls
@@ -147,9 +149,7 @@ impl RedisStore {
         if c.millis() < c.backoff_until.load(Ordering::Relaxed) {
             return Err(StoreError::Backoff);
         }
-        let mut redis_key = String::with_capacity(self.prefix.len() + key.len());
-        redis_key.push_str(&self.prefix);
-        redis_key.push_str(key);
+        let redis_key = bucket_key(&self.prefix, key);
         let (burst, average, period_us) = rate.script_args();
         let mut conn = live.conn.clone();
         let task = live.runtime.spawn(async move {
@@ -286,4 +286,55 @@ fn connection_info(settings: &RedisSettings) -> redis::RedisResult<ConnectionInf
         redis = redis.set_password(password);
     }
     Ok(addr.into_connection_info()?.set_redis_settings(redis))
+}
+
+/// Longest request key sent to Redis as it is.
+pub const MAX_PLAIN_KEY: usize = 128;
+
+/// The Redis key of a bucket: the limiter's prefix and the request key, or `#` and the key's
+/// SHA-256 in hex when it is longer than [`MAX_PLAIN_KEY`].
+fn bucket_key(prefix: &str, key: &str) -> String {
+    let mut out = String::with_capacity(prefix.len() + key.len().min(MAX_PLAIN_KEY + 1));
+    out.push_str(prefix);
+    if key.len() <= MAX_PLAIN_KEY {
+        out.push_str(key);
+    } else {
+        use std::fmt::Write as _;
+        out.push('#');
+        for b in ring::digest::digest(&ring::digest::SHA256, key.as_bytes()).as_ref() {
+            let _ = write!(out, "{b:02x}");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod key_tests {
+    use super::*;
+
+    #[test]
+    fn long_keys_are_hashed_to_a_bounded_length() {
+        // (key, expected, why)
+        let long = "k".repeat(5000);
+        let cases: Vec<(&str, String, &str)> = vec![
+            ("10.0.0.1", "p:10.0.0.1".into(), "a short key as it is"),
+            (
+                &long[..MAX_PLAIN_KEY],
+                format!("p:{}", &long[..MAX_PLAIN_KEY]),
+                "at the limit: as it is",
+            ),
+        ];
+        for (key, want, why) in cases {
+            assert_eq!(bucket_key("p:", key), want, "{why}");
+        }
+        let h = bucket_key("p:", &long);
+        assert_eq!(h.len(), 2 + 1 + 64, "a hashed key is bounded: {h}");
+        assert!(h.starts_with("p:#"));
+        assert_ne!(
+            h,
+            bucket_key("p:", &"k".repeat(5001)),
+            "different keys, different hashes"
+        );
+        assert_eq!(h, bucket_key("p:", &long), "the same key, the same bucket");
+    }
 }
