@@ -256,26 +256,14 @@ fn forward_auth_is_traced_passes_its_headers_and_returns_other_answers_as_they_a
     assert_eq!(denied.attr_int("http.response.status_code"), Some(302));
 
     // The access log has the auth call's time.
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        let lines: Vec<serde_json::Value> = text
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect();
-        if lines.len() >= 2 {
-            assert!(
-                lines
-                    .iter()
-                    .all(|l| l["forward_auth_ms"].as_f64().is_some()),
-                "{text}"
-            );
-            assert_eq!(lines[1]["tracegate.middleware"], "sso");
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "{text}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let lines = common::wait_for_json_lines(&log, 2, WAIT);
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["forward_auth_ms"].as_f64().is_some()),
+        "{lines:?}"
+    );
+    assert_eq!(lines[1]["tracegate.middleware"], "sso");
 
     // An auth server that is gone: 502, not a pass.
     let dead = common::dead_addr();

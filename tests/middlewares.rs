@@ -150,26 +150,9 @@ fn body_limit_refuses_a_long_content_length_and_aborts_a_long_chunked_body() {
         "the upstream never got the whole streamed body: {got:?}"
     );
     // The access log names the middleware that answered.
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        let lines: Vec<serde_json::Value> = text
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect();
-        if lines.len() >= 3 {
-            for l in &lines {
-                let want = if l["http.response.status_code"] == 413 {
-                    Some("upload")
-                } else {
-                    None
-                };
-                assert_eq!(l["tracegate.middleware"].as_str(), want, "{l}");
-            }
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "{text}");
-        std::thread::sleep(Duration::from_millis(20));
+    for l in common::wait_for_json_lines(&log, 3, WAIT) {
+        let want = (l["http.response.status_code"] == 413).then_some("upload");
+        assert_eq!(l["tracegate.middleware"].as_str(), want, "{l}");
     }
 }
 

@@ -102,3 +102,28 @@ fn header_values_in<'a>(headers: &'a [(String, String)], name: &str) -> Vec<&'a 
         .map(|(_, v)| v.as_str())
         .collect()
 }
+
+/// Polls until the JSON access log at `path` holds at least `n` lines; returns them parsed.
+pub fn wait_for_json_lines(
+    path: &std::path::Path,
+    n: usize,
+    timeout: Duration,
+) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        if lines.len() >= n {
+            return lines;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} did not get {n} JSON line(s) within {timeout:?}: {text}",
+            path.display()
+        );
+        std::thread::sleep(POLL_INTERVAL);
+    }
+}
