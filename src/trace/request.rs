@@ -630,7 +630,9 @@ impl RequestTrace {
     }
 }
 
-fn protocol_version(v: http::Version) -> &'static str {
+/// `network.protocol.version` of an HTTP version, as the SERVER and CLIENT spans write it (and
+/// the access log, which must agree with the span).
+pub fn protocol_version(v: http::Version) -> &'static str {
     match v {
         http::Version::HTTP_09 => "0.9",
         http::Version::HTTP_10 => "1.0",

@@ -19,6 +19,7 @@
 use super::{clock, logged_status};
 use crate::exchange::Exchange;
 use crate::trace::capture::Capture;
+use crate::trace::request::protocol_version;
 use std::borrow::Cow;
 use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
@@ -126,17 +127,6 @@ fn push_socket_addr(out: &mut Vec<u8>, a: SocketAddr) {
 fn ms_field(out: &mut Vec<u8>, k: &str, d: Duration) {
     key(out, k);
     push_ms(out, d);
-}
-
-/// `network.protocol.version` as the SERVER span writes it.
-fn protocol_version(v: http::Version) -> &'static str {
-    match v {
-        http::Version::HTTP_09 => "0.9",
-        http::Version::HTTP_10 => "1.0",
-        http::Version::HTTP_2 => "2",
-        http::Version::HTTP_3 => "3",
-        _ => "1.1",
-    }
 }
 
 /// The request line's version as nginx's `$request` shows it (`HTTP/2.0` for HTTP/2).
