@@ -30,9 +30,11 @@ pub struct MiddlewareSpec {
     pub kind: KindSpec,
 }
 
-/// A middleware kind's checked settings.
+/// A middleware kind. The config's and the running generation's differ only in `rate_limit`:
+/// the config holds its settings ([`KindSpec`]), a running generation its limiter with the
+/// buckets ([`Kind`], the default).
 #[derive(Debug, Clone)]
-pub enum KindSpec {
+pub enum Kind<R = Box<rate_limit::RateLimiter>> {
     IpAllow(ip_filter::IpList),
     IpDeny(ip_filter::IpList),
     /// `body_limit`: the most request body bytes.
@@ -42,21 +44,38 @@ pub enum KindSpec {
     /// Loaded at config load: a missing or bad users file refuses the config.
     BasicAuth(Arc<basic_auth::BasicAuth>),
     ForwardAuth(Arc<forward_auth::ForwardAuth>),
-    RateLimit(rate_limit::RateLimitSettings),
+    RateLimit(R),
 }
 
-impl KindSpec {
+/// A middleware kind's checked settings.
+pub type KindSpec = Kind<rate_limit::RateLimitSettings>;
+
+impl<R> Kind<R> {
     /// The config key of this kind.
     pub fn key(&self) -> &'static str {
         match self {
-            KindSpec::IpAllow(_) => "ip_allow",
-            KindSpec::IpDeny(_) => "ip_deny",
-            KindSpec::BodyLimit(_) => "body_limit",
-            KindSpec::Cors(_) => "cors",
-            KindSpec::Compress(_) => "compress",
-            KindSpec::BasicAuth(_) => "basic_auth",
-            KindSpec::ForwardAuth(_) => "forward_auth",
-            KindSpec::RateLimit(_) => "rate_limit",
+            Kind::IpAllow(_) => "ip_allow",
+            Kind::IpDeny(_) => "ip_deny",
+            Kind::BodyLimit(_) => "body_limit",
+            Kind::Cors(_) => "cors",
+            Kind::Compress(_) => "compress",
+            Kind::BasicAuth(_) => "basic_auth",
+            Kind::ForwardAuth(_) => "forward_auth",
+            Kind::RateLimit(_) => "rate_limit",
+        }
+    }
+
+    /// The same kind with its `rate_limit` part made by `f`; the others are shared settings.
+    fn map_rate_limit<T>(&self, f: impl FnOnce(&R) -> T) -> Kind<T> {
+        match self {
+            Kind::IpAllow(l) => Kind::IpAllow(l.clone()),
+            Kind::IpDeny(l) => Kind::IpDeny(l.clone()),
+            Kind::BodyLimit(n) => Kind::BodyLimit(*n),
+            Kind::Cors(c) => Kind::Cors(c.clone()),
+            Kind::Compress(c) => Kind::Compress(c.clone()),
+            Kind::BasicAuth(a) => Kind::BasicAuth(Arc::clone(a)),
+            Kind::ForwardAuth(a) => Kind::ForwardAuth(Arc::clone(a)),
+            Kind::RateLimit(r) => Kind::RateLimit(f(r)),
         }
     }
 }
@@ -68,47 +87,27 @@ pub struct Middleware {
     pub kind: Kind,
 }
 
-/// A running middleware kind.
-#[derive(Debug)]
-pub enum Kind {
-    IpAllow(ip_filter::IpList),
-    IpDeny(ip_filter::IpList),
-    BodyLimit(u64),
-    Cors(cors::Cors),
-    Compress(compress::Compress),
-    BasicAuth(Arc<basic_auth::BasicAuth>),
-    ForwardAuth(Arc<forward_auth::ForwardAuth>),
-    RateLimit(Box<rate_limit::RateLimiter>),
-}
-
 /// The middlewares of a new config generation, from its specs; `previous` are those of the
 /// generation it replaces (by name), whose state a middleware of the same name and kind keeps.
 pub fn build(specs: &[MiddlewareSpec], previous: &[Arc<Middleware>]) -> Vec<Arc<Middleware>> {
     specs
         .iter()
         .map(|s| {
-            let before = previous.iter().find(|p| p.name == s.name);
-            let kind = match &s.kind {
-                KindSpec::IpAllow(l) => Kind::IpAllow(l.clone()),
-                KindSpec::IpDeny(l) => Kind::IpDeny(l.clone()),
-                KindSpec::BodyLimit(n) => Kind::BodyLimit(*n),
-                KindSpec::Cors(c) => Kind::Cors(c.clone()),
-                KindSpec::Compress(c) => Kind::Compress(c.clone()),
-                KindSpec::BasicAuth(a) => Kind::BasicAuth(Arc::clone(a)),
-                KindSpec::ForwardAuth(a) => Kind::ForwardAuth(Arc::clone(a)),
-                KindSpec::RateLimit(settings) => {
-                    // The buckets of the limiter it replaces carry over (same name).
-                    let previous = before.and_then(|p| match &p.kind {
-                        Kind::RateLimit(l) => Some(l),
-                        _ => None,
-                    });
-                    Kind::RateLimit(Box::new(rate_limit::RateLimiter::new(
-                        &s.name,
-                        settings.clone(),
-                        previous.map(|l| &**l),
-                    )))
-                }
-            };
+            // The buckets of the limiter it replaces carry over (same name).
+            let before = previous
+                .iter()
+                .find(|p| p.name == s.name)
+                .and_then(|p| match &p.kind {
+                    Kind::RateLimit(l) => Some(&**l),
+                    _ => None,
+                });
+            let kind = s.kind.map_rate_limit(|settings| {
+                Box::new(rate_limit::RateLimiter::new(
+                    &s.name,
+                    settings.clone(),
+                    before,
+                ))
+            });
             Arc::new(Middleware {
                 name: Arc::clone(&s.name),
                 kind,
