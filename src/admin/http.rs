@@ -133,14 +133,8 @@ const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// read before the answer is made.
 fn is_intake(req: &Request<Incoming>, state: &AdminState, loopback: bool) -> bool {
     req.method() == Method::POST
-        && req.uri().path() == "/v1/traces"
         && state.viewer.as_ref().is_some_and(|v| v.otlp_intake)
-        && (!loopback
-            || host_allowed(
-                req.headers()
-                    .get(header::HOST)
-                    .map(|h| h.to_str().unwrap_or("\u{fffd}")),
-            ))
+        && decide(&target(req), loopback) == Decision::Intake
 }
 
 /// Reads an intake body (bounded in size and time), then decodes and stores it on the
@@ -209,22 +203,25 @@ fn bind_when_free(addr: SocketAddr, wait: Duration) -> Option<std::net::TcpListe
 }
 
 /// The answer to one admin request.
-fn answer(req: &Request<Incoming>, state: &AdminState, loopback: bool) -> Response<Full<Bytes>> {
-    let host = req
-        .headers()
-        .get(header::HOST)
-        .map(|h| h.to_str().unwrap_or("\u{fffd}"));
-    let accept = req
-        .headers()
-        .get(header::ACCEPT)
-        .and_then(|h| h.to_str().ok());
-    let target = Target {
+/// What the decision reads of `req`.
+fn target(req: &Request<Incoming>) -> Target<'_> {
+    Target {
         method: req.method(),
         path: req.uri().path(),
         query: req.uri().query(),
-        host,
-        accept,
-    };
+        host: req
+            .headers()
+            .get(header::HOST)
+            .map(|h| h.to_str().unwrap_or("\u{fffd}")),
+        accept: req
+            .headers()
+            .get(header::ACCEPT)
+            .and_then(|h| h.to_str().ok()),
+    }
+}
+
+fn answer(req: &Request<Incoming>, state: &AdminState, loopback: bool) -> Response<Full<Bytes>> {
+    let target = target(req);
     match decide(&target, loopback) {
         Decision::Misdirected => text(
             StatusCode::MISDIRECTED_REQUEST,
