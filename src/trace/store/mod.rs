@@ -325,7 +325,7 @@ impl TraceStore {
             }
             g.insert(Stored::Own(r.clone()), 0);
         }
-        g.enforce(&self.settings, &self.own);
+        g.enforce(&self.settings);
     }
 
     /// Keeps spans that came in through the OTLP intake.
@@ -344,7 +344,7 @@ impl TraceStore {
             };
             g.insert(Stored::Foreign(Box::new(s)), extra);
         }
-        g.enforce(&self.settings, &self.own);
+        g.enforce(&self.settings);
     }
 
     /// How full the store is.
@@ -518,9 +518,39 @@ fn top_server(spans: &[Stored]) -> Option<&SpanRecord> {
         .min_by_key(|r| r.start)
 }
 
+/// The route of a tracegate SERVER span (`-` when none matched).
+fn route_of(r: &SpanRecord) -> Arc<str> {
+    match &r.body {
+        SpanBody::Server(s) => s.route.clone().unwrap_or_else(|| Arc::from(NO_ROUTE)),
+        SpanBody::Client(_) => Arc::from(NO_ROUTE),
+    }
+}
+
+/// A trace's duration: its top SERVER span's, or from its first span's start to its last
+/// span's end without one.
+fn duration_of(spans: &[Stored], top: Option<&SpanRecord>) -> u64 {
+    if let Some(r) = top {
+        let (a, b) = span::record_times_us(r);
+        return b - a;
+    }
+    let start = spans.iter().map(|s| s.times_us().0).min().unwrap_or(0);
+    let end = spans.iter().map(|s| s.times_us().1).max().unwrap_or(0);
+    end - start
+}
+
+/// What the reserves judge a leaving trace by: its route, whether a span failed, and its
+/// duration, read as [`summarize`] reads them, without the rest of the summary.
+fn outcome(e: &Entry) -> (Option<Arc<str>>, bool, u64) {
+    let top = top_server(&e.spans);
+    (
+        top.map(route_of),
+        e.spans.iter().any(Stored::is_error),
+        duration_of(&e.spans, top),
+    )
+}
+
 fn summarize(trace_id: TraceId, e: &Entry, own: &Process) -> TraceSummary {
     let start_us = e.spans.iter().map(|s| s.times_us().0).min().unwrap_or(0);
-    let end_us = e.spans.iter().map(|s| s.times_us().1).max().unwrap_or(0);
     let mut services: Vec<String> = Vec::new();
     for s in &e.spans {
         let name = s.service(own);
@@ -542,12 +572,11 @@ fn summarize(trace_id: TraceId, e: &Entry, own: &Process) -> TraceSummary {
                     matches!(x, Stored::Own(c) if matches!(c.body, SpanBody::Client(_)) && c.parent == Some(r.span_id))
                 })
                 .count();
-            let (a, b) = span::record_times_us(r);
             (
-                Some(s.route.clone().unwrap_or_else(|| Arc::from(NO_ROUTE))),
+                Some(route_of(r)),
                 Some(s.method.as_str().to_owned()),
                 (s.status > 0).then_some(s.status),
-                b - a,
+                duration_of(&e.spans, Some(r)),
                 attempts,
                 r.name(),
             )
@@ -563,7 +592,7 @@ fn summarize(trace_id: TraceId, e: &Entry, own: &Process) -> TraceSummary {
                 None,
                 None,
                 None,
-                end_us - start_us,
+                duration_of(&e.spans, None),
                 0,
                 root.map(|s| s.name().into_owned()).unwrap_or_default(),
             )
@@ -634,15 +663,15 @@ impl Inner {
     }
 
     /// Brings the store back within its limits.
-    fn enforce(&mut self, settings: &StoreSettings, own: &Process) {
+    fn enforce(&mut self, settings: &StoreSettings) {
         while self.ring.len() > settings.max_traces {
             if let Some(id) = self.ring.pop_front() {
-                self.retire(id, settings, own);
+                self.retire(id, settings);
             }
         }
         while self.bytes > settings.max_bytes {
             if let Some(id) = self.ring.pop_front() {
-                self.retire(id, settings, own);
+                self.retire(id, settings);
             } else if let Some(id) = self.errors.pop_front() {
                 self.drop_trace(id);
             } else if let Some(id) = self.pop_fastest_slow() {
@@ -654,17 +683,14 @@ impl Inner {
     }
 
     /// A trace leaves the ring: into a reserve if it qualifies, else dropped.
-    fn retire(&mut self, id: TraceId, settings: &StoreSettings, own: &Process) {
+    fn retire(&mut self, id: TraceId, settings: &StoreSettings) {
         let Some(e) = self.traces.get_mut(&id) else {
             return;
         };
-        let s = summarize(id, e, own);
-        let route = s
-            .route
-            .clone()
-            .unwrap_or_else(|| Arc::clone(&self.no_route));
+        let (route, error, duration_us) = outcome(e);
+        let route = route.unwrap_or_else(|| Arc::clone(&self.no_route));
         e.route = Some(Arc::clone(&route));
-        if s.error && settings.keep_errors > 0 {
+        if error && settings.keep_errors > 0 {
             if self.errors.len() >= settings.keep_errors {
                 self.evict_fair_error();
             }
@@ -679,18 +705,18 @@ impl Inner {
         {
             let list = self.slow.entry(route).or_default();
             if list.len() < settings.keep_slow {
-                list.push((s.duration_us, id));
+                list.push((duration_us, id));
             } else {
                 let (i, &(fastest, _)) = list
                     .iter()
                     .enumerate()
                     .min_by_key(|(_, (d, _))| *d)
                     .expect("a full list is not empty");
-                if s.duration_us <= fastest {
+                if duration_us <= fastest {
                     self.drop_trace(id);
                     return;
                 }
-                let (_, out) = std::mem::replace(&mut list[i], (s.duration_us, id));
+                let (_, out) = std::mem::replace(&mut list[i], (duration_us, id));
                 self.drop_trace(out);
             }
             if let Some(e) = self.traces.get_mut(&id) {
