@@ -211,11 +211,9 @@ async fn forward_auth(
             headers,
             body,
         } => {
+            // Framing and hop-by-hop headers are already gone (`AuthOutcome::Deny`).
             let mut a = Answer::new(status, body);
-            a.headers = headers
-                .into_iter()
-                .filter(|(k, _)| k != http::header::CONTENT_LENGTH)
-                .collect();
+            a.headers = headers;
             Some(a)
         }
         AuthOutcome::Failed { status, .. } => Some(Answer::status(status)),
