@@ -169,21 +169,7 @@ fn backend_text(
 /// Appends the text form of `ip` (dotted quad for IPv4, RFC 5952 for IPv6).
 fn push_ip(out: &mut String, ip: IpAddr) {
     match ip {
-        // The common case without the formatting machinery: four decimal octets.
-        IpAddr::V4(v4) => {
-            for (i, o) in v4.octets().into_iter().enumerate() {
-                if i > 0 {
-                    out.push('.');
-                }
-                if o >= 100 {
-                    out.push(char::from(b'0' + o / 100));
-                }
-                if o >= 10 {
-                    out.push(char::from(b'0' + o / 10 % 10));
-                }
-                out.push(char::from(b'0' + o % 10));
-            }
-        }
+        IpAddr::V4(v4) => out.push_str(crate::net::ipv4_text(v4, &mut [0; 15])),
         IpAddr::V6(v6) => {
             let _ = write!(out, "{v6}");
         }

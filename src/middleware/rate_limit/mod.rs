@@ -687,7 +687,10 @@ impl IpKey {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
             v4 => v4,
         };
-        let _ = write!(key, "{ip}");
+        let _ = match ip {
+            IpAddr::V4(v4) => key.write_str(crate::net::ipv4_text(v4, &mut [0; 15])),
+            v6 => write!(key, "{v6}"),
+        };
         key
     }
 

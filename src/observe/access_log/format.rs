@@ -85,20 +85,7 @@ fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
 /// IPv6 (rare, and with its zero-run rules) through `Display`.
 fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
     match ip {
-        IpAddr::V4(v4) => {
-            for (i, o) in v4.octets().into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b'.');
-                }
-                if o >= 100 {
-                    out.push(b'0' + o / 100);
-                }
-                if o >= 10 {
-                    out.push(b'0' + o / 10 % 10);
-                }
-                out.push(b'0' + o % 10);
-            }
-        }
+        IpAddr::V4(v4) => out.extend_from_slice(crate::net::ipv4_text(v4, &mut [0; 15]).as_bytes()),
         IpAddr::V6(v6) => {
             let _ = write!(out, "{v6}");
         }
