@@ -372,12 +372,9 @@ impl RateDecision {
             };
             out.push((
                 RATELIMIT_POLICY,
-                header_value(format!("\"{POLICY_NAME}\";q={};w={window}", self.limit)),
+                header_value(&[("q", self.limit), ("w", window)]),
             ));
-            out.push((
-                RATELIMIT,
-                header_value(format!("\"{POLICY_NAME}\";r={};t={t}", self.remaining)),
-            ));
+            out.push((RATELIMIT, header_value(&[("r", self.remaining), ("t", t)])));
         }
         if let (false, Some(r)) = (self.allowed, retry_after) {
             out.push((http::header::RETRY_AFTER, HeaderValue::from(r)));
@@ -386,7 +383,20 @@ impl RateDecision {
     }
 }
 
-fn header_value(s: String) -> HeaderValue {
+/// `"default";k1=v1;k2=v2`: the policy name and its parameters, written without the formatting
+/// machinery (this runs for every request a limiter sees).
+fn header_value(params: &[(&str, u64)]) -> HeaderValue {
+    let mut s = String::with_capacity(40);
+    s.push('"');
+    s.push_str(POLICY_NAME);
+    s.push('"');
+    let mut digits = itoa::Buffer::new();
+    for (k, v) in params {
+        s.push(';');
+        s.push_str(k);
+        s.push('=');
+        s.push_str(digits.format(*v));
+    }
     // Digits, letters, quotes, '=' and ';' only: always a valid field value.
     HeaderValue::try_from(s).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
