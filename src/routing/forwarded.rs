@@ -114,7 +114,14 @@ impl ForwardedPolicy {
                 if !buf.is_empty() {
                     buf.extend_from_slice(b", ");
                 }
-                let _ = write!(buf, "{ip}");
+                match ip {
+                    IpAddr::V4(v4) => {
+                        buf.extend_from_slice(crate::net::ipv4_text(v4, &mut [0; 15]).as_bytes())
+                    }
+                    v6 => {
+                        let _ = write!(buf, "{v6}");
+                    }
+                }
             }
             if !buf.is_empty() {
                 edit(&X_FORWARDED_FOR, HeaderValue::from_bytes(&buf).ok());
@@ -193,7 +200,8 @@ fn join_lines(buf: &mut Vec<u8>, headers: &HeaderMap, name: &HeaderName) {
 fn forwarded_element(buf: &mut Vec<u8>, client: Option<IpAddr>, tls: bool, host: Option<&[u8]>) {
     match client {
         Some(IpAddr::V4(ip)) => {
-            let _ = write!(buf, "for={ip}");
+            buf.extend_from_slice(b"for=");
+            buf.extend_from_slice(crate::net::ipv4_text(ip, &mut [0; 15]).as_bytes());
         }
         Some(IpAddr::V6(ip)) => {
             let _ = write!(buf, "for=\"[{ip}]\"");
